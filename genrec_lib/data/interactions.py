@@ -1,0 +1,148 @@
+"""The interactions dataset: dense indices, maps back to original ids, side information."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """User-item interactions with dense indices ``0..n-1`` for users and items.
+
+    Rows keep the order of the source file; ``row`` holds each row's original position,
+    which breaks timestamp ties in every temporal operation.
+
+    Attributes:
+        user, item: dense indices, shape (N,).
+        rating: explicit rating (kept for export; models treat every row as implicit feedback).
+        timestamp: seconds since the epoch.
+        row: original position of the row in the source file.
+        user_ids, item_ids: original ids, indexed by dense index.
+        items: item side information indexed by dense item index (``title``, ``year``, ``genres``).
+        users: user side information indexed by dense user index (``age``, ``gender``, ``occupation``).
+    """
+
+    user: np.ndarray
+    item: np.ndarray
+    rating: np.ndarray
+    timestamp: np.ndarray
+    row: np.ndarray
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    items: pd.DataFrame = field(repr=False)
+    users: pd.DataFrame = field(repr=False)
+    name: str = "interactions"
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, name: str) -> "Interactions":
+        """Build from a frame with original ``user_id, item_id, rating, timestamp`` columns.
+
+        ``items`` and ``users`` are indexed by original id; only ids seen in ``frame`` or
+        in the side tables are kept, sorted numerically when possible.
+        """
+        user_ids = _sorted_ids(pd.Index(frame["user_id"]).union(users.index))
+        item_ids = _sorted_ids(pd.Index(frame["item_id"]).union(items.index))
+        user = pd.Index(user_ids).get_indexer(frame["user_id"])
+        item = pd.Index(item_ids).get_indexer(frame["item_id"])
+        return cls(
+            user=user.astype(np.int64),
+            item=item.astype(np.int64),
+            rating=frame["rating"].to_numpy(np.float32),
+            timestamp=frame["timestamp"].to_numpy(np.int64),
+            row=np.arange(len(frame), dtype=np.int64),
+            user_ids=np.asarray(user_ids),
+            item_ids=np.asarray(item_ids),
+            items=items.reindex(list(item_ids)).reset_index(drop=True),
+            users=users.reindex(list(user_ids)).reset_index(drop=True),
+            name=name,
+        )
+
+    def subset(self, mask: np.ndarray) -> "Interactions":
+        """The rows selected by a boolean mask or index array; id maps are shared."""
+        return replace(
+            self,
+            user=self.user[mask],
+            item=self.item[mask],
+            rating=self.rating[mask],
+            timestamp=self.timestamp[mask],
+            row=self.row[mask],
+        )
+
+    def concat(self, other: "Interactions") -> "Interactions":
+        """Rows of both, in original file order (both must share id maps)."""
+        if self.n_items != other.n_items or self.n_users != other.n_users:
+            raise ValueError("can only concatenate interactions that share user and item maps")
+        merged = {f: np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("user", "item", "rating", "timestamp", "row")}
+        order = np.argsort(merged["row"], kind="stable")
+        return replace(self, **{f: v[order] for f, v in merged.items()})
+
+    def csr(self) -> sp.csr_matrix:
+        """Binary user x item matrix (duplicates collapse to 1)."""
+        data = np.ones(len(self.user), dtype=np.float32)
+        matrix = sp.csr_matrix((data, (self.user, self.item)), shape=(self.n_users, self.n_items))
+        matrix.data[:] = 1.0
+        return matrix
+
+    def temporal_order(self) -> np.ndarray:
+        """Row positions sorted by (user, timestamp, original row)."""
+        return np.lexsort((self.row, self.timestamp, self.user))
+
+    def sequences(self) -> list[np.ndarray]:
+        """Each user's item indices in time order (ties by original row), oldest first."""
+        order = self.temporal_order()
+        users, items = self.user[order], self.item[order]
+        bounds = np.searchsorted(users, np.arange(self.n_users + 1))
+        return [items[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
+
+    def item_popularity(self) -> np.ndarray:
+        """Number of interactions per item, shape (n_items,)."""
+        return np.bincount(self.item, minlength=self.n_items)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Rows with original ids, in original file order."""
+        order = np.argsort(self.row, kind="stable")
+        return pd.DataFrame(
+            {
+                "user_id": self.user_ids[self.user[order]],
+                "item_id": self.item_ids[self.item[order]],
+                "rating": self.rating[order],
+                "timestamp": self.timestamp[order],
+            }
+        )
+
+
+def _sorted_ids(index: pd.Index) -> np.ndarray:
+    values = index.unique()
+    try:
+        return np.asarray(sorted(values, key=int))
+    except (TypeError, ValueError):
+        return np.asarray(sorted(values, key=str))
+
+
+def pad_sequences(sequences: list[np.ndarray], max_len: int, pad: int) -> np.ndarray:
+    """Left-pad (most recent item last) and keep the ``max_len`` most recent items.
+
+    Returns:
+        int64 array of shape (len(sequences), max_len).
+    """
+    out = np.full((len(sequences), max_len), pad, dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        tail = seq[-max_len:]
+        if len(tail):
+            out[row, max_len - len(tail) :] = tail
+    return out
