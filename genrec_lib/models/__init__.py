@@ -1,12 +1,15 @@
 """Every model of the book, one file each, named after its paper.
 
-Importing this package registers them all; ``get_model("ease")`` builds one by name.
+Importing this package imports every module in it, which registers each model with
+:func:`~genrec_lib.models.base.register`; ``get_model("ease")`` then builds one by name.
 """
 
-from genrec_lib.models.base import MODELS, Recommender, TrainableRecommender, UserBatch, get_model, register
-from genrec_lib.models.bpr import BPRMF
-from genrec_lib.models.ease import EASE
-from genrec_lib.models.itemknn import ItemKNN
-from genrec_lib.models.pop import Pop
+import importlib
+import pkgutil
 
-__all__ = ["BPRMF", "EASE", "MODELS", "ItemKNN", "Pop", "Recommender", "TrainableRecommender", "UserBatch", "get_model", "register"]
+from genrec_lib.models.base import MODELS, Recommender, TrainableRecommender, UserBatch, get_model, register
+
+for _module in pkgutil.walk_packages(__path__, prefix=__name__ + "."):
+    importlib.import_module(_module.name)
+
+__all__ = ["MODELS", "Recommender", "TrainableRecommender", "UserBatch", "get_model", "register"]
