@@ -116,11 +116,12 @@ class Interactions:
     def to_frame(self) -> pd.DataFrame:
         """Rows with original ids, in original file order."""
         order = np.argsort(self.row, kind="stable")
+        whole = np.all(self.rating == np.round(self.rating))
         return pd.DataFrame(
             {
                 "user_id": self.user_ids[self.user[order]],
                 "item_id": self.item_ids[self.item[order]],
-                "rating": self.rating[order],
+                "rating": self.rating[order].astype(np.int64) if whole else self.rating[order],
                 "timestamp": self.timestamp[order],
             }
         )

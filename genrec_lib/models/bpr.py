@@ -34,8 +34,8 @@ class BPRMF(TrainableRecommender):
     def build(self, split: Split) -> None:
         self.P = nn.Embedding(split.n_users, self.dim)  # user factors p_u
         self.Q = nn.Embedding(split.n_items, self.dim)  # item factors q_i
-        nn.init.normal_(self.P.weight, std=0.1)
-        nn.init.normal_(self.Q.weight, std=0.1)
+        nn.init.xavier_normal_(self.P.weight)
+        nn.init.xavier_normal_(self.Q.weight)
 
     def training_batches(self, split: Split, generator: torch.Generator):
         users = torch.from_numpy(split.train.user)

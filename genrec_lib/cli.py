@@ -1,0 +1,179 @@
+"""The ``genrec`` command line: benchmark a model, export a split.
+
+    genrec bench --dataset ml-100k --protocol random --model ease [--seed 2020] [--json PATH]
+    genrec data export --dataset ml-100k --protocol loo --seed 2020 --out DIR
+
+Bad arguments exit with status 2 and one line that lists the valid choices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from genrec_lib.data import DATASETS, PROTOCOLS
+
+REPORT_KS = (5, 10, 20)
+
+
+class UsageError(Exception):
+    """A bad command-line argument; reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of argparse's usage block
+        raise UsageError(message)
+
+
+def _model_names() -> list[str]:
+    from genrec_lib.models import MODELS
+
+    return sorted(MODELS)
+
+
+def _choice(kind: str, value: str, choices) -> str:
+    if value not in choices:
+        raise UsageError(f"unknown {kind} {value!r}; choose one of: {', '.join(choices)}")
+    return value
+
+
+def _writable_file(path: str) -> Path:
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"--json {path} is a folder; give a file path such as {target / 'result.json'}")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot write {path}: folder {folder} does not exist or is not writable")
+    return target
+
+
+def _writable_dir(path: str) -> Path:
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"--out {path} exists and is not a folder")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create folder {path}: {error.strerror}") from error
+    if not os.access(target, os.W_OK):
+        raise UsageError(f"cannot write into folder {path}")
+    return target
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="genrec", description="Companion CLI for 'Recommendation with Generative Models'.")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    bench = commands.add_parser("bench", help="train, evaluate and report one model")
+    bench.add_argument("--dataset", default="ml-100k")
+    bench.add_argument("--protocol", default="random")
+    bench.add_argument("--model")
+    bench.add_argument("--seed", type=int, default=2020)
+    bench.add_argument("--json", help="also write the result as JSON to this file")
+
+    data = commands.add_parser("data", help="dataset utilities")
+    data_commands = data.add_subparsers(dest="data_command", parser_class=_Parser)
+    export = data_commands.add_parser("export", help="write train/valid/test TSV files of a split")
+    export.add_argument("--dataset", default="ml-100k")
+    export.add_argument("--protocol", default="random")
+    export.add_argument("--seed", type=int, default=2020)
+    export.add_argument("--out", required=True)
+    return parser
+
+
+def bench(dataset: str, protocol: str, model_name: str, seed: int = 2020) -> dict:
+    """Train ``model_name`` on a split, evaluate on valid and test, return the JSON record."""
+    from genrec_lib.data import load_split
+    from genrec_lib.evaluation import evaluate
+    from genrec_lib.models import MODELS
+    from genrec_lib.training import seed_everything
+
+    split = load_split(dataset, protocol, seed)
+    seed_everything(seed)
+    model = MODELS[model_name]()
+    if hasattr(model, "seed"):
+        model.seed = seed
+    start = time.perf_counter()
+    model.fit(split)
+    fit_seconds = time.perf_counter() - start
+    valid = evaluate(model, split, "valid", ks=REPORT_KS)
+    test = evaluate(model, split, "test", ks=REPORT_KS)
+    record = {
+        "model": model_name,
+        "dataset": dataset,
+        "protocol": protocol,
+        "seed": seed,
+        "metrics": {"valid": valid.metrics, "test": test.metrics},
+        "fit_seconds": round(fit_seconds, 3),
+        "eval_seconds": round(test.seconds, 3),
+        "device": str(model.device),
+    }
+    history = getattr(model, "history_", None)
+    if history is not None:
+        record["epochs"] = len(history.epochs)
+        record["best_epoch"] = history.best_epoch
+        record["seconds_per_epoch"] = round(history.seconds_per_epoch, 4)
+    return record
+
+
+def format_table(record: dict) -> str:
+    names = [f"{m}@{k}" for m in ("recall", "ndcg", "hit", "mrr", "precision") for k in REPORT_KS]
+    lines = [f"{record['model']} on {record['dataset']} ({record['protocol']}, seed {record['seed']}): "
+             f"fit {record['fit_seconds']:.2f} s, test evaluation {record['eval_seconds']:.3f} s, device {record['device']}"]
+    if "epochs" in record:
+        lines.append(f"epochs {record['epochs']} (best {record['best_epoch']}), {record['seconds_per_epoch']:.3f} s/epoch")
+    lines.append(f"{'metric':<14}{'valid':>9}{'test':>9}")
+    for name in names:
+        lines.append(f"{name:<14}{record['metrics']['valid'][name]:>9.4f}{record['metrics']['test'][name]:>9.4f}")
+    return "\n".join(lines)
+
+
+def export(dataset: str, protocol: str, seed: int, out: Path) -> list[Path]:
+    from genrec_lib.data import load_split
+
+    split = load_split(dataset, protocol, seed)
+    written = []
+    for part in ("train", "valid", "test"):
+        path = out / f"{part}.tsv"
+        getattr(split, part).to_frame().to_csv(path, sep="\t", index=False)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError("missing command; choose one of: bench, data")
+        _choice("dataset", args.dataset, DATASETS)
+        _choice("protocol", args.protocol, PROTOCOLS)
+        if args.command == "bench":
+            if args.model is None:
+                raise UsageError(f"missing --model; choose one of: {', '.join(_model_names())}")
+            _choice("model", args.model, _model_names())
+            json_path = _writable_file(args.json) if args.json else None
+        elif args.data_command != "export":
+            raise UsageError("missing data command; choose one of: export")
+        else:
+            out = _writable_dir(args.out)
+    except UsageError as error:
+        print(f"genrec: error: {error}", file=sys.stderr)
+        return 2
+    if args.command == "bench":
+        record = bench(args.dataset, args.protocol, args.model, args.seed)
+        print(format_table(record))
+        if json_path:
+            json_path.write_text(json.dumps(record, indent=2))
+    else:
+        for path in export(args.dataset, args.protocol, args.seed, out):
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
