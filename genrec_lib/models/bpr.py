@@ -5,8 +5,9 @@ https://arxiv.org/abs/1205.2618
 Each training triple (u, i, j) pairs an observed item i with a sampled unobserved item j;
 the loss is ``-log sigmoid(x_ui - x_uj)`` with ``x_ui = p_u . q_i``.
 Deviations from the paper: Adam instead of SGD with bootstrap sampling; one fresh
-negative per observed pair per epoch; L2 through the optimiser's weight decay on the
-batch embeddings only (``reg``), as most modern implementations do.
+negative per observed pair per epoch; optional L2 on the batch's embeddings (``reg``,
+off by default: early stopping on validation regularises well enough on ML-100K).
+Defaults (d=128, lr 1e-3, batch 2048) were chosen on the validation split.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_ne
 class BPRMF(TrainableRecommender):
     """Matrix factorisation trained with the BPR pairwise loss."""
 
-    def __init__(self, dim: int = 64, reg: float = 1e-5, batch_size: int = 2048, learning_rate: float = 2e-3,
-                 epochs: int = 200, patience: int = 10, eval_every: int = 2, seed: int = 2020):
+    def __init__(self, dim: int = 128, reg: float = 0.0, batch_size: int = 2048, learning_rate: float = 1e-3,
+                 epochs: int = 300, patience: int = 20, eval_every: int = 1, seed: int = 2020):
         super().__init__()
         check_positive(dim=dim, batch_size=batch_size, learning_rate=learning_rate, epochs=epochs)
         check_non_negative(reg=reg)
