@@ -39,8 +39,8 @@ class BERT4Rec(TrainableRecommender):
 
     def __init__(self, dim: int = 64, n_layers: int = 2, n_heads: int = 2, dropout: float = 0.2,
                  max_seq_len: int = 50, mask_prob: float = 0.2, last_mask_prob: float = 0.1, batch_size: int = 128,
-                 learning_rate: float = 2e-3, weight_decay: float = 0.0, epochs: int = 400, patience: int = 30,
-                 eval_every: int = 5, seed: int = 2020):
+                 learning_rate: float = 5e-3, weight_decay: float = 0.0, epochs: int = 60, patience: int = 12,
+                 eval_every: int = 4, seed: int = 2020):
         super().__init__()
         check_positive(dim=dim, n_layers=n_layers, n_heads=n_heads, max_seq_len=max_seq_len, mask_prob=mask_prob,
                        batch_size=batch_size, learning_rate=learning_rate, epochs=epochs, eval_every=eval_every)

@@ -31,8 +31,8 @@ class GRU4Rec(TrainableRecommender):
     """GRU over the item sequence, next-item cross-entropy at every position."""
 
     def __init__(self, dim: int = 64, hidden: int = 128, n_layers: int = 1, dropout: float = 0.2,
-                 max_seq_len: int = 50, batch_size: int = 128, learning_rate: float = 3e-3, weight_decay: float = 0.0,
-                 epochs: int = 100, patience: int = 10, eval_every: int = 2, seed: int = 2020):
+                 max_seq_len: int = 50, batch_size: int = 128, learning_rate: float = 5e-3, weight_decay: float = 0.0,
+                 epochs: int = 30, patience: int = 8, eval_every: int = 2, seed: int = 2020):
         super().__init__()
         check_positive(dim=dim, hidden=hidden, n_layers=n_layers, max_seq_len=max_seq_len, batch_size=batch_size,
                        learning_rate=learning_rate, epochs=epochs, eval_every=eval_every)

@@ -71,8 +71,8 @@ class SASRec(TrainableRecommender):
     """Causal self-attention over the item sequence, next-item prediction at every position."""
 
     def __init__(self, dim: int = 64, n_layers: int = 2, n_heads: int = 2, dropout: float = 0.2,
-                 max_seq_len: int = 50, loss: str = "ce", batch_size: int = 128, learning_rate: float = 2e-3,
-                 weight_decay: float = 0.0, epochs: int = 200, patience: int = 15, eval_every: int = 3, seed: int = 2020):
+                 max_seq_len: int = 50, loss: str = "ce", batch_size: int = 128, learning_rate: float = 5e-3,
+                 weight_decay: float = 0.0, epochs: int = 30, patience: int = 8, eval_every: int = 2, seed: int = 2020):
         super().__init__()
         check_positive(dim=dim, n_layers=n_layers, n_heads=n_heads, max_seq_len=max_seq_len, batch_size=batch_size,
                        learning_rate=learning_rate, epochs=epochs, eval_every=eval_every)
