@@ -122,7 +122,8 @@ class CFGAN(TrainableRecommender):
         zr = (r_hat.pow(2) * n_zr).sum(1).mean()
         loss_g = F.binary_cross_entropy_with_logits(g_logit, torch.ones_like(g_logit)) + self.alpha * zr
         self.trace.append({"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()), "zr": float(zr.detach()),
-                           "d_real": float(torch.sigmoid(real_logit).mean()), "d_fake": float(torch.sigmoid(fake_logit).mean())})
+                           "d_real": float(torch.sigmoid(real_logit.detach()).mean()),
+                           "d_fake": float(torch.sigmoid(fake_logit.detach()).mean())})
         return loss_d + loss_g
 
     def score(self, batch: UserBatch) -> torch.Tensor:
