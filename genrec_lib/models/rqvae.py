@@ -49,7 +49,7 @@ def kmeans(points: torch.Tensor, k: int, iterations: int = 20, generator: torch.
 class RQVAE(nn.Module):
     """MLP encoder, ``len(codebook_sizes)`` residual codebooks, MLP decoder."""
 
-    def __init__(self, input_dim: int = 384, hidden_dims: tuple[int, ...] = (256, 128), latent_dim: int = 32,
+    def __init__(self, input_dim: int = 384, hidden_dims: tuple[int, ...] = (128,), latent_dim: int = 32,
                  codebook_sizes: tuple[int, ...] = (16, 16, 16), beta: float = 0.25):
         super().__init__()
         check_positive(input_dim=input_dim, latent_dim=latent_dim, n_levels=len(codebook_sizes), **{
@@ -152,6 +152,9 @@ def fit_rqvae(x: torch.Tensor, model: RQVAE | None = None, steps: int = 1500, le
     generator = torch.Generator().manual_seed(seed)
     x = x.float()
     model = model or RQVAE(input_dim=x.shape[1])
+    for layer in model.modules():  # weights drawn under ``seed``, whatever the RNG did before
+        if isinstance(layer, nn.Linear):
+            layer.reset_parameters()
     model.init_codebooks(x, generator)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     history = RQVAEHistory()

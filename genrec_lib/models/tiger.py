@@ -58,8 +58,8 @@ class TIGER(TrainableRecommender):
 
     def __init__(self, codebook_sizes: tuple[int, ...] = (32, 32, 32), rqvae_steps: int = 300, d_model: int = 64,
                  n_heads: int = 2, n_layers: int = 2, dim_feedforward: int = 256, dropout: float = 0.1,
-                 max_seq_len: int = 50, beam_size: int = 20, batch_size: int = 64, learning_rate: float = 2e-3,
-                 weight_decay: float = 0.0, latest_window: float = 0.5, epochs: int = 60, patience: int = 15,
+                 max_seq_len: int = 20, beam_size: int = 20, batch_size: int = 32, learning_rate: float = 2e-3,
+                 weight_decay: float = 0.0, latest_window: float = 0.5, epochs: int = 20, patience: int = 10,
                  eval_every: int = 5, seed: int = 2020, item_embeddings: torch.Tensor | None = None,
                  exclude_seen: bool = True):
         super().__init__()
