@@ -27,8 +27,12 @@ Deviations from the paper: ``D`` and ``G`` take one simultaneous Adam step per b
 (each player's loss reaches only its own parameters, through detached copies of the
 other player) instead of alternating several steps of each; the discriminator input
 is the concatenation ``[r, c_u]`` as in the paper; the condition has no random noise
-(the paper also finds it unnecessary). Sizes, ratios and ``alpha`` were tuned on the
-validation split of ML-100K.
+(the paper also finds it unnecessary). Our addition: dropout on the generator's
+condition (``condition_dropout``). Since a real vector always equals its condition,
+a generator that sees the full history can win by copying it, which says nothing about
+unseen items; hiding part of the history makes it predict them, as in a denoising
+autoencoder (on ML-100K validation NDCG@10 rose from about .20 to .22 with it). Sizes,
+learning rates, ``alpha`` and the dropout were tuned on the validation split of ML-100K.
 """
 
 from __future__ import annotations
@@ -54,11 +58,11 @@ def _mlp(sizes: list[int], out_activation: nn.Module) -> nn.Sequential:
 class CFGAN(TrainableRecommender):
     """Vector-wise conditional GAN with partial masking and zero-reconstruction (ZP)."""
 
-    def __init__(self, g_hidden: int = 400, g_layers: int = 1, d_hidden: int = 125, d_layers: int = 1,
-                 alpha: float = 0.1, zr_ratio: float = 0.7, pm_ratio: float = 0.7, condition_dropout: float = 0.0,
-                 batch_size: int = 64,
-                 learning_rate: float = 1e-4, d_learning_rate: float = 1e-4, weight_decay: float = 0.0,
-                 epochs: int = 400, patience: int = 40, eval_every: int = 5, seed: int = 2020):
+    def __init__(self, g_hidden: int = 200, g_layers: int = 1, d_hidden: int = 125, d_layers: int = 1,
+                 alpha: float = 1.0, zr_ratio: float = 0.7, pm_ratio: float = 0.7, condition_dropout: float = 0.7,
+                 batch_size: int = 128, learning_rate: float = 1e-3, d_learning_rate: float = 3e-4,
+                 weight_decay: float = 0.0, epochs: int = 300, patience: int = 40, eval_every: int = 10,
+                 seed: int = 2020):
         super().__init__()
         check_positive(g_hidden=g_hidden, g_layers=g_layers, d_hidden=d_hidden, d_layers=d_layers,
                        batch_size=batch_size, learning_rate=learning_rate, d_learning_rate=d_learning_rate,
