@@ -46,6 +46,19 @@ def tiny_loo(tiny):
     return make_split(tiny, "loo", seed=1)
 
 
+@pytest.fixture
+def assert_no_seen_item_recommended():
+    """A check shared by the model tests: what the evaluator ranks never includes a seen item."""
+    from genrec_lib.evaluation import recommend
+
+    def check(model, split, stage="test", k=10):
+        top = recommend(model, split, stage, k=k)
+        history = split.history(stage).toarray()
+        assert not np.take_along_axis(history, top, axis=1).any()
+
+    return check
+
+
 @pytest.fixture(scope="session")
 def ml100k():
     return load_movielens("ml-100k")

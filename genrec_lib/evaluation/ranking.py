@@ -53,6 +53,28 @@ def user_batches(split: Split, stage: str, users: np.ndarray, batch_size: int, m
         )
 
 
+def masked_scores(model: Recommender, batch: UserBatch) -> torch.Tensor:
+    """The model's scores with every item the user has seen set to ``-inf``: (B, n_items)."""
+    return model.score(batch).float().masked_fill(batch.history > 0, float("-inf"))
+
+
+@torch.no_grad()
+def recommend(model: Recommender, split: Split, stage: str = "test", k: int = 10,
+              users: np.ndarray | None = None, batch_size: int = 1024) -> np.ndarray:
+    """Top-``k`` unseen items for ``users`` (default: all users), as the evaluator ranks them.
+
+    Returns:
+        int64 array (len(users), k) of dense item indices, best first.
+    """
+    users = np.arange(split.n_users) if users is None else np.asarray(users)
+    was_training = model.training
+    model.eval()
+    out = [torch.topk(masked_scores(model, batch), k, dim=1).indices.cpu()
+           for _, batch in user_batches(split, stage, users, batch_size, model.max_seq_len, model.device)]
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
 @torch.no_grad()
 def evaluate(
     model: Recommender,
@@ -88,10 +110,9 @@ def evaluate(
     k_max = max(ks)
     per_user: dict[str, list[torch.Tensor]] = {}
     for rows, batch in user_batches(split, stage, users, batch_size, model.max_seq_len, device):
-        scores = model.score(batch).float()
+        scores = masked_scores(model, batch)
         relevant = _dense_rows(targets, rows, device)
         seen = batch.history > 0
-        scores = scores.masked_fill(seen, float("-inf"))
         if n_negatives is not None:
             scores = _keep_sampled_candidates(scores, seen, relevant, n_negatives, generator)
         top = torch.topk(scores, k_max, dim=1).indices
