@@ -58,8 +58,8 @@ def _mlp(sizes: list[int], out_activation: nn.Module) -> nn.Sequential:
 class CFGAN(TrainableRecommender):
     """Vector-wise conditional GAN with partial masking and zero-reconstruction (ZP)."""
 
-    def __init__(self, g_hidden: int = 200, g_layers: int = 1, d_hidden: int = 125, d_layers: int = 1,
-                 alpha: float = 1.0, zr_ratio: float = 0.7, pm_ratio: float = 0.7, condition_dropout: float = 0.7,
+    def __init__(self, g_hidden: int = 200, g_layers: int = 1, d_hidden: int = 64, d_layers: int = 1,
+                 alpha: float = 1.0, zr_ratio: float = 0.7, pm_ratio: float = 0.5, condition_dropout: float = 0.7,
                  batch_size: int = 128, learning_rate: float = 1e-3, d_learning_rate: float = 3e-4,
                  weight_decay: float = 0.0, epochs: int = 300, patience: int = 40, eval_every: int = 10,
                  seed: int = 2020):
