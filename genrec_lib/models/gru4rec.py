@@ -8,8 +8,9 @@ attention-based models are measured against.
 
 Deviations from the paper: items enter through a learned embedding instead of one-hot
 vectors; the loss is the full softmax cross-entropy over the catalogue at every position
-of a user's sequence (Hidasi & Czapp, RecSys 2023, https://arxiv.org/abs/2307.16832, report
-that cross-entropy is competitive with the paper's TOP1/BPR-max with sampled negatives);
+of a user's sequence, instead of the paper's TOP1 / BPR with sampled negatives (the authors'
+own implementation now also offers cross-entropy, see Hidasi & Czapp, RecSys 2023,
+https://arxiv.org/abs/2307.16832);
 user histories are treated as one long session, cut into left-padded windows trained in
 parallel instead of session-parallel mini-batches; output scores use the input item
 embeddings (tied weights) after a linear map of ``h_t``.
