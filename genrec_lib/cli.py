@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model")
     bench.add_argument("--seed", type=int, default=2020)
     bench.add_argument("--json", help="also write the result as JSON to this file")
+    bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a model hyper-parameter, e.g. --set epochs=50 (repeatable)")
 
     data = commands.add_parser("data", help="dataset utilities")
     data_commands = data.add_subparsers(dest="data_command", parser_class=_Parser)
@@ -85,7 +87,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def bench(dataset: str, protocol: str, model_name: str, seed: int = 2020) -> dict:
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["epochs=50", "dropout=0.2"]`` -> ``{"epochs": 50, "dropout": 0.2}`` (strings stay strings)."""
+    import ast
+
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--set expects KEY=VALUE with a parameter name as KEY, got {pair!r}")
+        try:
+            overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key] = value
+    return overrides
+
+
+def _check_overrides(model_name: str, overrides: dict) -> None:
+    """Build the model once with the overrides so that typos and bad values fail up front."""
+    from genrec_lib.models import MODELS
+
+    try:
+        MODELS[model_name](**overrides)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"bad --set for {model_name}: {error}") from error
+
+
+def bench(dataset: str, protocol: str, model_name: str, seed: int = 2020, overrides: dict | None = None) -> dict:
     """Train ``model_name`` on a split, evaluate on valid and test, return the JSON record."""
     from genrec_lib.data import load_split
     from genrec_lib.evaluation import evaluate
@@ -94,7 +122,7 @@ def bench(dataset: str, protocol: str, model_name: str, seed: int = 2020) -> dic
 
     split = load_split(dataset, protocol, seed)
     seed_everything(seed)
-    model = MODELS[model_name]()
+    model = MODELS[model_name](**(overrides or {}))
     if hasattr(model, "seed"):
         model.seed = seed
     start = time.perf_counter()
@@ -107,6 +135,7 @@ def bench(dataset: str, protocol: str, model_name: str, seed: int = 2020) -> dic
         "dataset": dataset,
         "protocol": protocol,
         "seed": seed,
+        "overrides": overrides or {},
         "metrics": {"valid": valid.metrics, "test": test.metrics},
         "fit_seconds": round(fit_seconds, 3),
         "eval_seconds": round(test.seconds, 3),
@@ -157,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"missing --model; choose one of: {', '.join(_model_names())}")
             _choice("model", args.model, _model_names())
             json_path = _writable_file(args.json) if args.json else None
+            overrides = parse_overrides(args.set)
+            _check_overrides(args.model, overrides)
         elif args.data_command != "export":
             raise UsageError("missing data command; choose one of: export")
         else:
@@ -165,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genrec: error: {error}", file=sys.stderr)
         return 2
     if args.command == "bench":
-        record = bench(args.dataset, args.protocol, args.model, args.seed)
+        record = bench(args.dataset, args.protocol, args.model, args.seed, overrides)
         print(format_table(record))
         if json_path:
             json_path.write_text(json.dumps(record, indent=2))

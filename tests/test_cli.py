@@ -33,6 +33,9 @@ def test_bench_writes_the_documented_json(tmp_path):
         (["bench", "--model", "ease", "--json", "/nonexistent-dir/x.json"], "cannot write"),
         (["data", "export", "--protocol", "x", "--out", "/tmp/x"], "choose one of: random, loo"),
         ([], "choose one of: bench, data"),
+        (["bench", "--model", "ease", "--set", "l2"], "--set expects KEY=VALUE"),
+        (["bench", "--model", "ease", "--set", "lambda_=3"], "bad --set for ease"),
+        (["bench", "--model", "ease", "--set", "l2=-1"], "l2 must be > 0"),
     ],
 )
 def test_bad_arguments_exit_nonzero_with_one_line(capsys, args, message):
@@ -41,6 +44,13 @@ def test_bad_arguments_exit_nonzero_with_one_line(capsys, args, message):
     assert message in err and "\n" not in err
     if "unknown model" in err:
         assert all(name in err for name in ("bpr", "ease", "itemknn", "pop"))
+
+
+def test_bench_applies_overrides(tmp_path):
+    out = tmp_path / "ease.json"
+    assert main(["bench", "--model", "ease", "--set", "l2=50", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["overrides"] == {"l2": 50}
 
 
 def test_export_writes_three_parts_with_original_ids(tmp_path):
