@@ -106,8 +106,8 @@ class Interactions:
         """Each user's item indices in time order (ties by original row), oldest first."""
         order = self.temporal_order()
         users, items = self.user[order], self.item[order]
-        bounds = np.searchsorted(users, np.arange(self.n_users + 1))
-        return [items[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
+        bounds = np.searchsorted(users, np.arange(1, self.n_users))
+        return np.split(items, bounds)
 
     def item_popularity(self) -> np.ndarray:
         """Number of interactions per item, shape (n_items,)."""
@@ -141,9 +141,14 @@ def pad_sequences(sequences: list[np.ndarray], max_len: int, pad: int) -> np.nda
     Returns:
         int64 array of shape (len(sequences), max_len).
     """
+    lengths = np.fromiter((len(seq) for seq in sequences), dtype=np.int64, count=len(sequences))
     out = np.full((len(sequences), max_len), pad, dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        tail = seq[-max_len:]
-        if len(tail):
-            out[row, max_len - len(tail) :] = tail
+    if lengths.sum() == 0:
+        return out
+    flat = np.concatenate([np.asarray(seq, dtype=np.int64) for seq in sequences])
+    row = np.repeat(np.arange(len(sequences)), lengths)
+    # Position of each element counted from the end of its sequence (0 = most recent).
+    from_end = np.repeat(np.cumsum(lengths), lengths) - np.arange(len(flat)) - 1
+    keep = from_end < max_len
+    out[row[keep], max_len - 1 - from_end[keep]] = flat[keep]
     return out

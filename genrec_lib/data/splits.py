@@ -6,7 +6,7 @@ trained on ``split.train`` scores the same item indices the evaluator ranks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,6 +31,13 @@ class Split:
     test: Interactions
     protocol: str
     seed: int
+    # Derived matrices and sequences, computed once: the training loop asks for them every epoch.
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _cached(self, key, compute):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     @property
     def n_users(self) -> int:
@@ -47,20 +54,23 @@ class Split:
     def known(self, stage: str) -> Interactions:
         """What a model may use when predicting ``stage``: train, or train + valid."""
         self._check(stage)
-        return self.train if stage == "valid" else self.train.concat(self.valid)
+        if stage == "valid":
+            return self.train
+        return self._cached("known-test", lambda: self.train.concat(self.valid))
 
     def history(self, stage: str) -> sp.csr_matrix:
         """Binary matrix of the items each user is known to have seen before ``stage``."""
-        return self.known(stage).csr()
+        return self._cached(("history", stage), lambda: self.known(stage).csr())
 
     def targets(self, stage: str) -> sp.csr_matrix:
         """Binary matrix of the held-out items of ``stage``."""
         self._check(stage)
-        return (self.valid if stage == "valid" else self.test).csr()
+        return self._cached(("targets", stage), lambda: (self.valid if stage == "valid" else self.test).csr())
 
     def sequences(self, stage: str, max_len: int) -> np.ndarray:
         """Known items per user in time order, left-padded with ``n_items``: (n_users, max_len)."""
-        return pad_sequences(self.known(stage).sequences(), max_len, pad=self.n_items)
+        return self._cached(("sequences", stage, max_len),
+                            lambda: pad_sequences(self.known(stage).sequences(), max_len, pad=self.n_items))
 
 
 def split_random(data: Interactions, seed: int = 2020, ratios=(0.8, 0.1, 0.1)) -> Split:
