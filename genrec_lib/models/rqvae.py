@@ -40,8 +40,8 @@ def kmeans(points: torch.Tensor, k: int, iterations: int = 20, generator: torch.
         centroids = torch.cat([centroids, extra + 1e-3 * torch.randn(extra.shape, generator=generator)])
     for _ in range(iterations):
         assign = torch.cdist(points, centroids).argmin(1)  # (N,)
-        sums = torch.zeros_like(centroids).index_add_(0, assign, points)
-        counts = torch.bincount(assign, minlength=k).unsqueeze(1)
+        onehot = nn.functional.one_hot(assign, k).to(points.dtype)  # a matmul, unlike index_add_, is deterministic
+        sums, counts = onehot.T @ points, onehot.sum(0).unsqueeze(1)
         centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
     return centroids
 
@@ -50,7 +50,7 @@ class RQVAE(nn.Module):
     """MLP encoder, ``len(codebook_sizes)`` residual codebooks, MLP decoder."""
 
     def __init__(self, input_dim: int = 384, hidden_dims: tuple[int, ...] = (128,), latent_dim: int = 32,
-                 codebook_sizes: tuple[int, ...] = (16, 16, 16), beta: float = 0.25):
+                 codebook_sizes: tuple[int, ...] = (32, 32, 32), beta: float = 0.25):
         super().__init__()
         check_positive(input_dim=input_dim, latent_dim=latent_dim, n_levels=len(codebook_sizes), **{
             f"codebook_sizes[{i}]": k for i, k in enumerate(codebook_sizes)})
@@ -65,24 +65,26 @@ class RQVAE(nn.Module):
         self.register_buffer("initialised", torch.tensor(False))
 
     def quantise(self, z: torch.Tensor):
-        """Residual quantisation of z (N, d): codes (N, m), z_q (N, d), residuals [(N, d)] * m."""
-        residual, z_q, codes, residuals = z, torch.zeros_like(z), [], []
+        """Residual quantisation of z (N, d): codes (N, m), z_q (N, d), residuals r_l and codewords e_l, [(N, d)] * m each."""
+        residual, z_q, codes, residuals, chosen = z, torch.zeros_like(z), [], [], []
         for codebook in self.codebooks:
             residuals.append(residual)
             c = torch.cdist(residual, codebook).argmin(1)  # (N,)
-            e = codebook[c]  # (N, d)
+            # e = codebook[c] as a one-hot matmul: its backward is deterministic on multi-threaded CPUs
+            e = nn.functional.one_hot(c, len(codebook)).to(z.dtype) @ codebook  # (N, d)
             codes.append(c)
+            chosen.append(e)
             z_q = z_q + e
             residual = residual - e
-        return torch.stack(codes, 1), z_q, residuals
+        return torch.stack(codes, 1), z_q, residuals, chosen
 
     def forward(self, x: torch.Tensor):
         """Returns x_hat, codes, and the loss terms (reconstruction, quantisation)."""
         z = self.encoder(x - self.mean)
-        codes, z_q, residuals = self.quantise(z)
+        codes, z_q, residuals, chosen = self.quantise(z)
         quant = sum(
-            ((r.detach() - cb[c]) ** 2).sum(1).mean() + self.beta * ((r - cb[c].detach()) ** 2).sum(1).mean()
-            for r, cb, c in zip(residuals, self.codebooks, codes.T)
+            ((r.detach() - e) ** 2).sum(1).mean() + self.beta * ((r - e.detach()) ** 2).sum(1).mean()
+            for r, e in zip(residuals, chosen)
         )
         z_st = z + (z_q - z).detach()  # straight-through: decoder gradient flows to the encoder
         x_hat = self.decoder(z_st) + self.mean
@@ -103,7 +105,7 @@ class RQVAE(nn.Module):
     def restart_dead_codes(self, x: torch.Tensor, generator: torch.Generator | None = None) -> int:
         """Re-seed codewords no item uses at a random residual of that level; returns how many."""
         z = self.encoder(x - self.mean)
-        codes, _, residuals = self.quantise(z)
+        codes, _, residuals, _ = self.quantise(z)
         restarted = 0
         for level, codebook in enumerate(self.codebooks):
             dead = torch.bincount(codes[:, level], minlength=len(codebook)) == 0
@@ -138,36 +140,48 @@ class RQVAEHistory:
     restarted: list[int] = field(default_factory=list)
 
 
-def fit_rqvae(x: torch.Tensor, model: RQVAE | None = None, steps: int = 1500, learning_rate: float = 1e-3,
-              restart_every: int = 100, restart_until: float = 0.8, seed: int = 2020) -> tuple[RQVAE, RQVAEHistory]:
+def fit_rqvae(x: torch.Tensor, model: RQVAE | None = None, steps: int = 300, learning_rate: float = 1e-3,
+              restart_every: int = 100, restart_until: float = 0.8, kmeans_init: bool = True,
+              seed: int = 2020) -> tuple[RQVAE, RQVAEHistory]:
     """Train an RQ-VAE on item embeddings ``x`` (N, input_dim) with full-batch Adam.
 
     Dead codewords are restarted every ``restart_every`` steps during the first
     ``restart_until`` share of the steps (``restart_every=0`` switches restarts off), so
-    the last steps settle the codebooks.
+    the last steps settle the codebooks. ``kmeans_init=False`` keeps the random initial
+    codebooks (with ``restart_every=0``, to watch them collapse).
     """
     check_positive(steps=steps, learning_rate=learning_rate)
     check_non_negative(restart_every=restart_every, restart_until=restart_until)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    x = x.float()
-    model = model or RQVAE(input_dim=x.shape[1])
-    for layer in model.modules():  # weights drawn under ``seed``, whatever the RNG did before
-        if isinstance(layer, nn.Linear):
-            layer.reset_parameters()
-    model.init_codebooks(x, generator)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    history = RQVAEHistory()
-    model.train()
-    for step in range(1, steps + 1):
-        _, _, reconstruction, quant = model(x)
-        optimizer.zero_grad(set_to_none=True)
-        (reconstruction + quant).backward()
-        optimizer.step()
-        history.reconstruction.append(float(reconstruction.detach()))
-        history.quantisation.append(float(quant.detach()))
-        if restart_every and step % restart_every == 0 and step <= restart_until * steps:
-            history.restarted.append(model.restart_dead_codes(x, generator))
+    threads = torch.get_num_threads()
+    # The problem is tiny (1,682 x 384): one thread is as fast, and it makes the codes
+    # bit-identical whatever the machine's thread count (threaded reductions reorder sums).
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        x = x.float()
+        model = model or RQVAE(input_dim=x.shape[1])
+        for layer in model.modules():  # weights drawn under ``seed``, whatever the RNG did before
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+        if kmeans_init:
+            model.init_codebooks(x, generator)
+        else:
+            model.mean.copy_(x.mean(0))
+        optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+        history = RQVAEHistory()
+        model.train()
+        for step in range(1, steps + 1):
+            _, _, reconstruction, quant = model(x)
+            optimizer.zero_grad(set_to_none=True)
+            (reconstruction + quant).backward()
+            optimizer.step()
+            history.reconstruction.append(float(reconstruction.detach()))
+            history.quantisation.append(float(quant.detach()))
+            if restart_every and step % restart_every == 0 and step <= restart_until * steps:
+                history.restarted.append(model.restart_dead_codes(x, generator))
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
     return model, history
 

@@ -59,9 +59,9 @@ class TIGER(TrainableRecommender):
     def __init__(self, codebook_sizes: tuple[int, ...] = (32, 32, 32), rqvae_steps: int = 300, d_model: int = 64,
                  n_heads: int = 2, n_layers: int = 2, dim_feedforward: int = 256, dropout: float = 0.1,
                  max_seq_len: int = 20, beam_size: int = 20, batch_size: int = 32, learning_rate: float = 2e-3,
-                 weight_decay: float = 0.0, latest_window: float = 0.5, epochs: int = 20, patience: int = 10,
+                 weight_decay: float = 0.0, latest_window: float = 0.5, epochs: int = 30, patience: int = 10,
                  eval_every: int = 5, seed: int = 2020, item_embeddings: torch.Tensor | None = None,
-                 exclude_seen: bool = True):
+                 exclude_seen: bool = True, constrained: bool = True):
         super().__init__()
         check_positive(d_model=d_model, n_heads=n_heads, n_layers=n_layers, dim_feedforward=dim_feedforward,
                        max_seq_len=max_seq_len, beam_size=beam_size, batch_size=batch_size, rqvae_steps=rqvae_steps,
@@ -76,7 +76,7 @@ class TIGER(TrainableRecommender):
         self.dropout, self.max_seq_len, self.beam_size, self.batch_size = dropout, max_seq_len, beam_size, batch_size
         self.learning_rate, self.weight_decay, self.latest_window = learning_rate, weight_decay, latest_window
         self.epochs, self.patience, self.eval_every, self.seed = epochs, patience, eval_every, seed
-        self.item_embeddings, self.exclude_seen = item_embeddings, exclude_seen
+        self.item_embeddings, self.exclude_seen, self.constrained = item_embeddings, exclude_seen, constrained
 
     # --- semantic IDs ----------------------------------------------------------------------
 
@@ -205,7 +205,7 @@ class TIGER(TrainableRecommender):
         return node, score
 
     def score(self, batch: UserBatch) -> torch.Tensor:
-        items, logp = self.generate(batch)
+        items, logp = self.generate(batch, constrained=self.constrained)
         scores = torch.full_like(batch.history, float("-inf"))
         # Beams that fell off the trie (-1) write to a spare column that is then dropped.
         spare = torch.cat([scores, scores[:, :1]], 1)
