@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from genrec_lib.data import Split
 from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_negative, check_positive, register
-from genrec_lib.models.layers import TransformerBlock
+from genrec_lib.models.layers import TransformerStack
 from genrec_lib.models.sasrec import sequence_windows
 
 
@@ -59,8 +59,7 @@ class BERT4Rec(TrainableRecommender):
         self.pad, self.mask = self.n_items, self.n_items + 1
         self.E = nn.Embedding(self.n_items + 2, self.dim, padding_idx=self.pad)  # items + pad + [mask]
         self.P = nn.Embedding(self.max_seq_len, self.dim)
-        self.blocks = nn.ModuleList(TransformerBlock(self.dim, self.n_heads, self.dropout) for _ in range(self.n_layers))
-        self.norm = nn.LayerNorm(self.dim)
+        self.encoder = TransformerStack(self.dim, self.n_heads, self.n_layers, self.dropout)
         self.emb_drop = nn.Dropout(self.dropout)
         for table in (self.E, self.P):
             nn.init.normal_(table.weight, std=0.02)
@@ -74,13 +73,7 @@ class BERT4Rec(TrainableRecommender):
         L = S.shape[1]
         pad = S == self.pad
         x = self.emb_drop(self.E(S) * math.sqrt(self.dim) + self.P.weight[-L:]) * (~pad).unsqueeze(-1)
-        maps = []
-        for block in self.blocks:
-            out = block(x, causal=False, key_padding=pad, return_attention=return_attention)
-            x, A = out if return_attention else (out, None)
-            maps.append(A)
-        H = self.norm(x)
-        return (H, maps) if return_attention else H
+        return self.encoder(x, causal=False, key_padding=pad, return_attention=return_attention)  # H: (B, L, d)
 
     def training_batches(self, split: Split, generator: torch.Generator):
         windows = self._windows

@@ -13,6 +13,8 @@ Stable API (other models import it):
 - ``block(x, causal=False, key_padding=None, return_attention=False)`` with ``x`` (B, L, d),
   ``key_padding`` (B, L) bool, True where the key is padding; returns (B, L, d), or a
   pair with the attention weights (B, heads, L, L).
+- ``TransformerStack(dim, n_heads, n_layers, dropout=0.0)``: ``n_layers`` blocks and a final
+  LayerNorm, called like a block; with ``return_attention`` it returns one map per layer.
 """
 
 from __future__ import annotations
@@ -78,3 +80,23 @@ class TransformerBlock(nn.Module):
         x = x + self.drop(self.out(context.transpose(1, 2).reshape(B, L, d)))
         x = x + self.drop(self.ff(self.norm_ff(x)))
         return (x, A) if return_attention else x
+
+
+class TransformerStack(nn.Module):
+    """``n_layers`` :class:`TransformerBlock` s followed by a final LayerNorm (pre-LN convention)."""
+
+    def __init__(self, dim: int, n_heads: int, n_layers: int, dropout: float = 0.0):
+        super().__init__()
+        check_positive(n_layers=n_layers)
+        self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads, dropout) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, causal: bool = False, key_padding: torch.Tensor | None = None,
+                return_attention: bool = False):
+        maps = []
+        for block in self.blocks:
+            out = block(x, causal=causal, key_padding=key_padding, return_attention=return_attention)
+            x, A = out if return_attention else (out, None)
+            maps.append(A)
+        x = self.norm(x)
+        return (x, maps) if return_attention else x

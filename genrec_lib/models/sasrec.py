@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from genrec_lib.data import Interactions, Split
 from genrec_lib.data.sampling import sample_negatives
 from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_negative, check_positive, register
-from genrec_lib.models.layers import TransformerBlock
+from genrec_lib.models.layers import TransformerStack
 
 LOSSES = ("ce", "bce")
 
@@ -90,8 +90,7 @@ class SASRec(TrainableRecommender):
         self.n_items = split.n_items
         self.M = nn.Embedding(self.n_items + 1, self.dim, padding_idx=self.n_items)  # item embeddings M (+ pad)
         self.P = nn.Embedding(self.max_seq_len, self.dim)  # learned positional embeddings P
-        self.blocks = nn.ModuleList(TransformerBlock(self.dim, self.n_heads, self.dropout) for _ in range(self.n_layers))
-        self.norm = nn.LayerNorm(self.dim)
+        self.encoder = TransformerStack(self.dim, self.n_heads, self.n_layers, self.dropout)
         self.emb_drop = nn.Dropout(self.dropout)
         for table in (self.M, self.P):
             nn.init.normal_(table.weight, std=0.02)
@@ -107,13 +106,7 @@ class SASRec(TrainableRecommender):
         pad = S == self.n_items  # (B, L)
         E = self.M(S) * math.sqrt(self.dim) + self.P.weight[-L:]  # (B, L, d), positions aligned at the end
         x = self.emb_drop(E) * (~pad).unsqueeze(-1)
-        maps = []
-        for block in self.blocks:
-            out = block(x, causal=True, key_padding=pad, return_attention=return_attention)
-            x, A = out if return_attention else (out, None)
-            maps.append(A)
-        F_ = self.norm(x)
-        return (F_, maps) if return_attention else F_
+        return self.encoder(x, causal=True, key_padding=pad, return_attention=return_attention)  # F: (B, L, d)
 
     def training_batches(self, split: Split, generator: torch.Generator):
         inputs, targets, users = self._windows
