@@ -59,6 +59,31 @@ def assert_no_seen_item_recommended():
     return check
 
 
+@pytest.fixture
+def bench_record(monkeypatch, tmp_path):
+    """Run ``genrec bench --model NAME --set k=v ...`` on a small split; return its JSON record.
+
+    Shared by the model tests: the registered name, the --set overrides, training,
+    evaluation and the JSON writer all go through the real CLI; only the dataset is small.
+    """
+    import json
+
+    import genrec_lib.data
+    from genrec_lib import cli
+
+    def run(name, split, protocol="random", **overrides):
+        monkeypatch.setattr(genrec_lib.data, "load_split", lambda *args, **kwargs: split)
+        out = tmp_path / f"{name}.json"
+        settings = [arg for key, value in overrides.items() for arg in ("--set", f"{key}={value!r}")]
+        assert cli.main(["bench", "--protocol", protocol, "--model", name, "--json", str(out), *settings]) == 0
+        record = json.loads(out.read_text())
+        assert record["model"] == name and record["fit_seconds"] >= 0 and record["eval_seconds"] >= 0
+        assert 0 <= record["metrics"]["test"]["ndcg@10"] <= 1
+        return record
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def ml100k():
     return load_movielens("ml-100k")

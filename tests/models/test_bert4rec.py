@@ -1,12 +1,9 @@
 """BERT4Rec: masking, shapes, learning, determinism, masking of seen items, errors, CLI path."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
-from genrec_lib import cli
 from genrec_lib.evaluation.ranking import evaluate, user_batches
 from genrec_lib.models import MODELS, get_model
 from genrec_lib.models.bert4rec import BERT4Rec
@@ -75,13 +72,6 @@ def test_bad_hyperparameters_raise(kwargs, param):
         BERT4Rec(**kwargs)
 
 
-def test_cli_bench_path(split, tmp_path, monkeypatch):
-    import genrec_lib.data
-
-    monkeypatch.setattr(genrec_lib.data, "load_split", lambda *a, **k: split)
-    monkeypatch.setitem(MODELS, "bert4rec", lambda: BERT4Rec(**FAST))
-    out = tmp_path / "r.json"
-    assert cli.main(["bench", "--protocol", "loo", "--model", "bert4rec", "--json", str(out)]) == 0
-    record = json.loads(out.read_text())
-    assert record["model"] == "bert4rec" and record["seconds_per_epoch"] > 0
-    assert 0 <= record["metrics"]["test"]["ndcg@10"] <= 1
+def test_cli_bench_path(split, bench_record):
+    record = bench_record("bert4rec", split, "loo", **FAST)
+    assert record["seconds_per_epoch"] > 0

@@ -1,14 +1,11 @@
 """CFGAN: shapes, both players learn, masking schemes, determinism, errors, CLI path."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
-from genrec_lib import cli
 from genrec_lib.evaluation.ranking import evaluate, user_batches
-from genrec_lib.models import MODELS, get_model
+from genrec_lib.models import get_model
 from genrec_lib.models.cfgan import CFGAN
 
 FAST = dict(g_hidden=32, d_hidden=16, batch_size=32, epochs=3, eval_every=1, patience=5)
@@ -69,12 +66,5 @@ def test_bad_hyperparameters_raise(kwargs, param):
         CFGAN(**kwargs)
 
 
-def test_cli_bench_path(split, tmp_path, monkeypatch):
-    import genrec_lib.data
-
-    monkeypatch.setattr(genrec_lib.data, "load_split", lambda *a, **k: split)
-    monkeypatch.setitem(MODELS, "cfgan", lambda: CFGAN(**FAST))
-    out = tmp_path / "r.json"
-    assert cli.main(["bench", "--model", "cfgan", "--json", str(out)]) == 0
-    record = json.loads(out.read_text())
-    assert record["model"] == "cfgan" and "fit_seconds" in record
+def test_cli_bench_path(split, bench_record):
+    bench_record("cfgan", split, "random", **FAST)

@@ -1,14 +1,11 @@
 """DiffRec: schedule, shapes, learning, determinism, masking, errors, CLI path."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
-from genrec_lib import cli
 from genrec_lib.evaluation.ranking import evaluate, user_batches
-from genrec_lib.models import MODELS, get_model
+from genrec_lib.models import get_model
 from genrec_lib.models.diffrec import DiffRec
 
 FAST = dict(hidden=32, emb_dim=4, batch_size=32, epochs=3, eval_every=1, patience=5)
@@ -65,12 +62,5 @@ def test_bad_hyperparameters_raise(kwargs, param):
         DiffRec(**kwargs)
 
 
-def test_cli_bench_path(split, tmp_path, monkeypatch):
-    import genrec_lib.data
-
-    monkeypatch.setattr(genrec_lib.data, "load_split", lambda *a, **k: split)
-    monkeypatch.setitem(MODELS, "diffrec", lambda: DiffRec(**FAST))
-    out = tmp_path / "r.json"
-    assert cli.main(["bench", "--model", "diffrec", "--json", str(out)]) == 0
-    record = json.loads(out.read_text())
-    assert record["model"] == "diffrec" and "fit_seconds" in record
+def test_cli_bench_path(split, bench_record):
+    bench_record("diffrec", split, "random", **FAST)

@@ -1,12 +1,9 @@
 """GRU4Rec: shapes, learning, determinism, masking of seen items, errors, CLI path."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
-from genrec_lib import cli
 from genrec_lib.evaluation.ranking import evaluate, user_batches
 from genrec_lib.models import MODELS, get_model
 from genrec_lib.models.gru4rec import GRU4Rec
@@ -61,13 +58,6 @@ def test_bad_hyperparameters_raise(kwargs, param):
         GRU4Rec(**kwargs)
 
 
-def test_cli_bench_path(split, tmp_path, monkeypatch):
-    import genrec_lib.data
-
-    monkeypatch.setattr(genrec_lib.data, "load_split", lambda *a, **k: split)
-    monkeypatch.setitem(MODELS, "gru4rec", lambda: GRU4Rec(**FAST))
-    out = tmp_path / "r.json"
-    assert cli.main(["bench", "--protocol", "loo", "--model", "gru4rec", "--json", str(out)]) == 0
-    record = json.loads(out.read_text())
-    assert record["model"] == "gru4rec" and record["seconds_per_epoch"] > 0
-    assert 0 <= record["metrics"]["test"]["ndcg@10"] <= 1
+def test_cli_bench_path(split, bench_record):
+    record = bench_record("gru4rec", split, "loo", **FAST)
+    assert record["seconds_per_epoch"] > 0

@@ -1,12 +1,9 @@
 """Mult-VAE / Mult-DAE: shapes, learning, determinism, masking, errors, CLI path."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
-from genrec_lib import cli
 from genrec_lib.evaluation.ranking import evaluate, user_batches
 from genrec_lib.models import MODELS, get_model
 from genrec_lib.models.multvae import MultDAE, MultVAE
@@ -76,14 +73,5 @@ def test_dae_rejects_bad_dropout():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_cli_bench_path(name, split, tmp_path, monkeypatch, capsys):
-    import genrec_lib.data
-
-    cls = MODELS[name]
-    monkeypatch.setattr(genrec_lib.data, "load_split", lambda *a, **k: split)
-    monkeypatch.setitem(MODELS, name, lambda: cls(**FAST))
-    out = tmp_path / "r.json"
-    assert cli.main(["bench", "--model", name, "--json", str(out)]) == 0
-    record = json.loads(out.read_text())
-    assert record["model"] == name and "fit_seconds" in record
-    assert 0 <= record["metrics"]["test"]["ndcg@10"] <= 1
+def test_cli_bench_path(name, split, bench_record):
+    bench_record(name, split, "random", **FAST)

@@ -1,12 +1,9 @@
 """SASRec: windows, shapes, learning, determinism, masking, generation, errors, CLI path."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
-from genrec_lib import cli
 from genrec_lib.evaluation.ranking import evaluate, user_batches
 from genrec_lib.models import MODELS, get_model
 from genrec_lib.models.sasrec import SASRec, beam_search, sample_continuations, sequence_windows
@@ -101,13 +98,6 @@ def test_bad_hyperparameters_raise(kwargs, param):
         SASRec(**kwargs)
 
 
-def test_cli_bench_path(split, tmp_path, monkeypatch):
-    import genrec_lib.data
-
-    monkeypatch.setattr(genrec_lib.data, "load_split", lambda *a, **k: split)
-    monkeypatch.setitem(MODELS, "sasrec", lambda: SASRec(**FAST))
-    out = tmp_path / "r.json"
-    assert cli.main(["bench", "--protocol", "loo", "--model", "sasrec", "--json", str(out)]) == 0
-    record = json.loads(out.read_text())
-    assert record["model"] == "sasrec" and record["seconds_per_epoch"] > 0 and record["eval_seconds"] > 0
-    assert 0 <= record["metrics"]["test"]["ndcg@10"] <= 1
+def test_cli_bench_path(split, bench_record):
+    record = bench_record("sasrec", split, "loo", **FAST)
+    assert record["seconds_per_epoch"] > 0
