@@ -55,14 +55,8 @@ def test_deterministic_under_seed(split):
     assert a == b
 
 
-def test_seen_items_are_masked(split):
-    model = get_model("sasrec", **FAST).fit(split)
-    history = split.history("test")
-    users = np.arange(split.n_users)
-    _, batch = next(user_batches(split, "test", users, len(users), model.max_seq_len, model.device))
-    scores = model.score(batch).masked_fill(batch.history > 0, float("-inf"))
-    top = torch.topk(scores, 5, dim=1).indices.numpy()
-    assert not any(history[u, top[u]].toarray().any() for u in users)
+def test_seen_items_are_masked(split, assert_no_seen_item_recommended):
+    assert_no_seen_item_recommended(get_model("sasrec", **FAST).fit(split), split)
 
 
 def test_generation_is_batched_and_excludes_seen(split):
