@@ -206,11 +206,44 @@ class TIGER(TrainableRecommender):
 
     def score(self, batch: UserBatch) -> torch.Tensor:
         items, logp = self.generate(batch, constrained=self.constrained)
+        return self._beam_scores(batch, items, logp)
+
+    def _beam_scores(self, batch: UserBatch, items: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
         scores = torch.full_like(batch.history, float("-inf"))
         # Beams that fell off the trie (-1) write to a spare column that is then dropped.
         spare = torch.cat([scores, scores[:, :1]], 1)
         spare.scatter_(1, torch.where(items >= 0, items, scores.shape[1]), logp)
         return spare[:, :-1]
+
+    @torch.no_grad()
+    def score_with_cold_slots(self, batch: UserBatch, is_cold: torch.Tensor, slots: int = 2, k: int = 10,
+                              shared_levels: int = 2) -> torch.Tensor:
+        """Scores whose top ``k`` keeps up to ``slots`` places for cold items (the paper's cold-start quota).
+
+        A cold item (``is_cold``, (n_items,) bool: never a training target) becomes a candidate
+        when its first ``shared_levels`` codes equal those of a generated beam, and inherits the
+        best such beam's log-probability. The best ``slots`` candidates take the last ``slots``
+        places of the user's top ``k``; the rest of the ranking is the plain beam's.
+        """
+        check_positive(slots=slots, k=k, shared_levels=shared_levels)
+        if slots >= k or shared_levels > self.n_levels:
+            raise ValueError(f"need slots < k and shared_levels <= {self.n_levels}, got {slots}, {k}, {shared_levels}")
+        items, logp = self.generate(batch, constrained=self.constrained)  # (B, W)
+        scores = self._beam_scores(batch, items, logp).masked_fill(batch.history > 0, float("-inf"))
+        prefix_of = getattr(self, f"node_of_item_{shared_levels}")  # (N,) trie node after `shared_levels` codes
+        cold = torch.nonzero(is_cold.to(scores.device)).squeeze(1)  # (C,)
+        beam_prefix = torch.where(items >= 0, prefix_of[items.clamp(min=0)], -1)  # (B, W)
+        match = beam_prefix.unsqueeze(-1) == prefix_of[cold]  # (B, W, C)
+        cold_logp = torch.where(match, logp.unsqueeze(-1), float("-inf")).amax(1)  # (B, C)
+        cold_logp = cold_logp.masked_fill(batch.history[:, cold] > 0, float("-inf"))
+        # Everything below the (k - slots)-th warm score drops by a margin; the best cold
+        # candidates are then written just under that threshold, in their own order.
+        threshold = scores.topk(k - slots, dim=1).values[:, -1:]  # (B, 1)
+        scores = torch.where(scores < threshold, scores - 1e6, scores)
+        best, pick = cold_logp.topk(min(slots, len(cold)), dim=1)  # (B, slots)
+        rank = torch.arange(1, best.shape[1] + 1, device=scores.device)
+        placed = torch.where(torch.isfinite(best), threshold - rank, scores.gather(1, cold[pick]))
+        return scores.scatter(1, cold[pick], torch.maximum(placed, scores.gather(1, cold[pick])))
 
 
 class _DecoderLayer(nn.Module):

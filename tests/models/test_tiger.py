@@ -111,3 +111,22 @@ def test_cli_bench_path(split, tmp_path, monkeypatch):
     record = json.loads(out.read_text())
     assert record["model"] == "tiger" and record["seconds_per_epoch"] > 0 and record["eval_seconds"] > 0
     assert 0 <= record["metrics"]["test"]["ndcg@10"] <= 1
+
+
+def test_cold_slots_put_prefix_sharing_cold_items_into_the_top_k(split):
+    model = get_model("tiger", **FAST).fit(split)
+    users = np.arange(split.n_users)
+    _, batch = next(user_batches(split, "test", users, len(users), model.max_seq_len, model.device))
+    plain = model.score(batch).masked_fill(batch.history > 0, float("-inf"))
+    is_cold = torch.zeros(split.n_items, dtype=torch.bool)
+    is_cold[torch.topk(plain, 12, dim=1).indices[:, 11].unique()] = True  # items just outside the top 10
+    boosted = model.score_with_cold_slots(batch, is_cold, slots=2, k=10, shared_levels=1)
+    top = torch.topk(boosted, 10, dim=1).indices
+    assert not torch.gather(batch.history, 1, top).any()
+    cold_in_top = is_cold[top].sum(1)
+    assert (cold_in_top >= 1).float().mean() > 0.5  # most users now see a cold item
+    # The first k - slots places are the plain beam's, untouched.
+    assert torch.equal(torch.topk(boosted, 8, dim=1).indices.sort(1).values,
+                       torch.topk(plain, 8, dim=1).indices.sort(1).values)
+    with pytest.raises(ValueError, match="slots"):
+        model.score_with_cold_slots(batch, is_cold, slots=10, k=10)
