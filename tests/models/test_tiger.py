@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from genrec_lib import cli
-from genrec_lib.evaluation.ranking import evaluate, user_batches
+from genrec_lib.evaluation.ranking import evaluate, masked_scores, user_batches
 from genrec_lib.models import MODELS, get_model
 from genrec_lib.models.tiger import TIGER, build_trie
 
@@ -77,8 +77,7 @@ def test_constrained_beam_yields_unseen_valid_items_best_first(split):
     assert all(len(set(row)) == 12 for row in items.tolist())
     assert not batch.history.gather(1, items).any()  # seen items never enter the beam
     # the evaluator masks seen items as well: its top 5 are never in the history
-    scores = model.score(batch).masked_fill(batch.history > 0, float("-inf"))
-    top = torch.topk(scores, 5, dim=1).indices
+    top = torch.topk(masked_scores(model, batch), 5, dim=1).indices
     assert not batch.history.gather(1, top).any()
 
 
@@ -117,7 +116,7 @@ def test_cold_slots_put_prefix_sharing_cold_items_into_the_top_k(split):
     model = get_model("tiger", **FAST).fit(split)
     users = np.arange(split.n_users)
     _, batch = next(user_batches(split, "test", users, len(users), model.max_seq_len, model.device))
-    plain = model.score(batch).masked_fill(batch.history > 0, float("-inf"))
+    plain = masked_scores(model, batch)
     is_cold = torch.zeros(split.n_items, dtype=torch.bool)
     is_cold[torch.topk(plain, 12, dim=1).indices[:, 11].unique()] = True  # items just outside the top 10
     boosted = model.score_with_cold_slots(batch, is_cold, slots=2, k=10, shared_levels=1)
