@@ -168,7 +168,9 @@ def export(dataset: str, protocol: str, seed: int, out: Path) -> list[Path]:
     written = []
     for part in ("train", "valid", "test"):
         path = out / f"{part}.tsv"
-        getattr(split, part).to_frame().to_csv(path, sep="\t", index=False)
+        # Rows in each user's time order (ties as the protocol broke them), so that any tool
+        # that sorts stably by timestamp rebuilds the same sequences.
+        getattr(split, part).to_frame(temporal=True).to_csv(path, sep="\t", index=False)
         written.append(path)
     return written
 

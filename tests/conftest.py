@@ -53,8 +53,8 @@ def assert_no_seen_item_recommended():
 
     def check(model, split, stage="test", k=10):
         top = recommend(model, split, stage, k=k)
-        history = split.history(stage).toarray()
-        assert not np.take_along_axis(history, top, axis=1).any()
+        seen = split.seen(stage).toarray()
+        assert not np.take_along_axis(seen, top, axis=1).any()
 
     return check
 

@@ -13,8 +13,10 @@ import scipy.sparse as sp
 class Interactions:
     """User-item interactions with dense indices ``0..n-1`` for users and items.
 
-    Rows keep the order of the source file; ``row`` holds each row's original position,
-    which breaks timestamp ties in every temporal operation.
+    Rows keep the order of the source file; ``row`` holds each row's original position.
+    Timestamp ties in temporal operations are broken by ``tiebreak`` when a protocol has
+    set it (a seeded random key, see :func:`~genrec_lib.data.splits.split_leave_one_out`),
+    else by ``row``.
 
     Attributes:
         user, item: dense indices, shape (N,).
@@ -24,6 +26,7 @@ class Interactions:
         user_ids, item_ids: original ids, indexed by dense index.
         items: item side information indexed by dense item index (``title``, ``year``, ``genres``).
         users: user side information indexed by dense user index (``age``, ``gender``, ``occupation``).
+        tiebreak: optional key, shape (N,), that orders interactions with equal timestamps.
     """
 
     user: np.ndarray
@@ -36,6 +39,7 @@ class Interactions:
     items: pd.DataFrame = field(repr=False)
     users: pd.DataFrame = field(repr=False)
     name: str = "interactions"
+    tiebreak: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_users(self) -> int:
@@ -74,20 +78,19 @@ class Interactions:
 
     def subset(self, mask: np.ndarray) -> "Interactions":
         """The rows selected by a boolean mask or index array; id maps are shared."""
-        return replace(
-            self,
-            user=self.user[mask],
-            item=self.item[mask],
-            rating=self.rating[mask],
-            timestamp=self.timestamp[mask],
-            row=self.row[mask],
-        )
+        return replace(self, **{f: getattr(self, f)[mask] for f in self._row_fields()})
+
+    def _row_fields(self) -> tuple[str, ...]:
+        fields = ("user", "item", "rating", "timestamp", "row")
+        return fields if self.tiebreak is None else fields + ("tiebreak",)
 
     def concat(self, other: "Interactions") -> "Interactions":
         """Rows of both, in original file order (both must share id maps)."""
         if self.n_items != other.n_items or self.n_users != other.n_users:
             raise ValueError("can only concatenate interactions that share user and item maps")
-        merged = {f: np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("user", "item", "rating", "timestamp", "row")}
+        if (self.tiebreak is None) != (other.tiebreak is None):
+            raise ValueError("can only concatenate interactions that both have, or both lack, a tie-break key")
+        merged = {f: np.concatenate([getattr(self, f), getattr(other, f)]) for f in self._row_fields()}
         order = np.argsort(merged["row"], kind="stable")
         return replace(self, **{f: v[order] for f, v in merged.items()})
 
@@ -99,11 +102,12 @@ class Interactions:
         return matrix
 
     def temporal_order(self) -> np.ndarray:
-        """Row positions sorted by (user, timestamp, original row)."""
-        return np.lexsort((self.row, self.timestamp, self.user))
+        """Row positions sorted by (user, timestamp, tie-break key or original row)."""
+        key = self.row if self.tiebreak is None else self.tiebreak
+        return np.lexsort((key, self.timestamp, self.user))
 
     def sequences(self) -> list[np.ndarray]:
-        """Each user's item indices in time order (ties by original row), oldest first."""
+        """Each user's item indices in time order (ties as in :meth:`temporal_order`), oldest first."""
         order = self.temporal_order()
         users, items = self.user[order], self.item[order]
         bounds = np.searchsorted(users, np.arange(1, self.n_users))
@@ -113,9 +117,10 @@ class Interactions:
         """Number of interactions per item, shape (n_items,)."""
         return np.bincount(self.item, minlength=self.n_items)
 
-    def to_frame(self) -> pd.DataFrame:
-        """Rows with original ids, in original file order."""
-        order = np.argsort(self.row, kind="stable")
+    def to_frame(self, temporal: bool = False) -> pd.DataFrame:
+        """Rows with original ids, in original file order, or (``temporal``) in the order of
+        :meth:`temporal_order`, so that a stable sort by timestamp reproduces the tie-break."""
+        order = self.temporal_order() if temporal else np.argsort(self.row, kind="stable")
         whole = np.all(self.rating == np.round(self.rating))
         return pd.DataFrame(
             {

@@ -6,7 +6,7 @@ trained on ``split.train`` scores the same item indices the evaluator ranks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -15,14 +15,20 @@ from genrec_lib.data.interactions import Interactions, pad_sequences
 
 PROTOCOLS = ("random", "loo")
 STAGES = ("valid", "test")
+TIES = ("random", "file")
 
 
 @dataclass(frozen=True)
 class Split:
     """Train / validation / test parts of one dataset under one protocol.
 
-    For stage ``"valid"`` a model sees ``train``; for ``"test"`` it sees train + valid.
-    The evaluator masks exactly those seen items.
+    For stage ``"valid"`` the known interactions are ``train``; for ``"test"`` they are
+    train + valid (validation items enter only as history: nothing is retrained). The
+    evaluator masks every known item (:meth:`seen`). What a model reads as input
+    (:meth:`history`, :meth:`sequences`) is the known interactions, except under a
+    temporal protocol (``strict_input``): then only those strictly earlier than the
+    user's held-out item, because a deployed system would not yet have the items rated
+    in the same second as the one it must predict.
     """
 
     dataset: Interactions
@@ -31,6 +37,7 @@ class Split:
     test: Interactions
     protocol: str
     seed: int
+    strict_input: bool = False
     # Derived matrices and sequences, computed once: the training loop asks for them every epoch.
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -58,19 +65,50 @@ class Split:
             return self.train
         return self._cached("known-test", lambda: self.train.concat(self.valid))
 
+    def held_out(self, stage: str) -> Interactions:
+        """The held-out interactions of ``stage``: ``valid`` or ``test``."""
+        self._check(stage)
+        return self.valid if stage == "valid" else self.test
+
+    def input(self, stage: str) -> Interactions:
+        """The known interactions a model may read when predicting ``stage``.
+
+        With ``strict_input`` (temporal protocols) a user's input holds only interactions
+        strictly earlier than the earliest timestamp among her held-out items of
+        ``stage``; users without held-out items keep everything known.
+        """
+        known = self.known(stage)
+        if not self.strict_input:
+            return known
+
+        def compute():
+            held = self.held_out(stage)
+            cutoff = np.full(self.n_users, np.iinfo(np.int64).max, dtype=np.int64)
+            np.minimum.at(cutoff, held.user, held.timestamp)
+            return known.subset(known.timestamp < cutoff[known.user])
+
+        return self._cached(("input", stage), compute)
+
     def history(self, stage: str) -> sp.csr_matrix:
-        """Binary matrix of the items each user is known to have seen before ``stage``."""
-        return self._cached(("history", stage), lambda: self.known(stage).csr())
+        """Binary matrix of each user's input items for ``stage`` (see :meth:`input`)."""
+        return self._cached(("history", stage), lambda: self.input(stage).csr())
+
+    def seen(self, stage: str) -> sp.csr_matrix:
+        """Binary matrix of every item each user is known to have seen before ``stage``:
+        the items the evaluator removes from the ranking (a superset of :meth:`history`)."""
+        if not self.strict_input:
+            return self.history(stage)
+        return self._cached(("seen", stage), lambda: self.known(stage).csr())
 
     def targets(self, stage: str) -> sp.csr_matrix:
         """Binary matrix of the held-out items of ``stage``."""
         self._check(stage)
-        return self._cached(("targets", stage), lambda: (self.valid if stage == "valid" else self.test).csr())
+        return self._cached(("targets", stage), lambda: self.held_out(stage).csr())
 
     def sequences(self, stage: str, max_len: int) -> np.ndarray:
-        """Known items per user in time order, left-padded with ``n_items``: (n_users, max_len)."""
+        """Input items per user in time order, left-padded with ``n_items``: (n_users, max_len)."""
         return self._cached(("sequences", stage, max_len),
-                            lambda: pad_sequences(self.known(stage).sequences(), max_len, pad=self.n_items))
+                            lambda: pad_sequences(self.input(stage).sequences(), max_len, pad=self.n_items))
 
 
 def split_random(data: Interactions, seed: int = 2020, ratios=(0.8, 0.1, 0.1)) -> Split:
@@ -99,12 +137,36 @@ def split_random(data: Interactions, seed: int = 2020, ratios=(0.8, 0.1, 0.1)) -
     return Split(data, data.subset(labels == 0), data.subset(labels == 1), data.subset(labels == 2), "random", seed)
 
 
-def split_leave_one_out(data: Interactions, seed: int = 2020) -> Split:
+def random_tiebreak(data: Interactions, seed: int) -> np.ndarray:
+    """A seeded random key per interaction that orders equal timestamps.
+
+    The key is drawn in a canonical order of the rows' contents (user, item, timestamp,
+    rating), so it does not depend on the order of the rows in the source file.
+    """
+    canonical = np.lexsort((data.rating, data.timestamp, data.item, data.user))
+    key = np.empty(len(data), dtype=np.float64)
+    key[canonical] = np.random.default_rng(seed).random(len(data))
+    return key
+
+
+def split_leave_one_out(data: Interactions, seed: int = 2020, ties: str = "random",
+                        strict_input: bool = True) -> Split:
     """Per-user temporal leave-one-out: last interaction is test, second-to-last validation.
 
-    Ties in timestamp are broken by the original file order. Users with fewer than three
-    interactions keep everything in training. ``seed`` is recorded but unused (deterministic).
+    MovieLens records seconds and users rate in bursts, so "the last interaction" is often
+    one of several with the same timestamp. ``ties="random"`` (the default) orders such
+    interactions by a seeded random key (:func:`random_tiebreak`, driven by ``seed``), so
+    the held-out item is a fair draw from the last second rather than an artefact of the
+    file; ``ties="file"`` keeps the source file's order (the behaviour of many libraries,
+    kept for comparison). With ``strict_input`` (default) a model's input for a stage holds
+    only interactions strictly earlier than the held-out item (see :meth:`Split.input`);
+    every known item is still masked from the ranking. Users with fewer than three
+    interactions keep everything in training.
     """
+    if ties not in TIES:
+        raise ValueError(f"unknown tie rule {ties!r}; choose one of: {', '.join(TIES)}")
+    if ties == "random":
+        data = replace(data, tiebreak=random_tiebreak(data, seed))
     order = data.temporal_order()
     users = data.user[order]
     counts = np.bincount(users, minlength=data.n_users)
@@ -114,7 +176,8 @@ def split_leave_one_out(data: Interactions, seed: int = 2020) -> Split:
     part = np.where(eligible & (from_end == 1), 2, np.where(eligible & (from_end == 2), 1, 0))
     labels = np.empty(len(data), dtype=int)
     labels[order] = part
-    return Split(data, data.subset(labels == 0), data.subset(labels == 1), data.subset(labels == 2), "loo", seed)
+    return Split(data, data.subset(labels == 0), data.subset(labels == 1), data.subset(labels == 2), "loo", seed,
+                 strict_input=strict_input)
 
 
 def make_split(data: Interactions, protocol: str, seed: int = 2020) -> Split:

@@ -22,14 +22,22 @@ class UserBatch:
 
     Attributes:
         users: dense user indices, (B,).
-        history: 0/1 matrix of each user's known items, (B, n_items), float.
-        sequences: known items in time order, left-padded with ``n_items``, most recent
+        history: 0/1 matrix of each user's input items, (B, n_items), float: the known
+            items, or under a temporal protocol those strictly before the held-out item.
+        sequences: input items in time order, left-padded with ``n_items``, most recent
             last, (B, L); ``None`` unless the model sets ``max_seq_len``.
+        seen: 0/1 matrix of every item the user is known to have seen, (B, n_items): the
+            items the evaluator removes from the ranking. Defaults to ``history``.
     """
 
     users: torch.Tensor
     history: torch.Tensor
     sequences: torch.Tensor | None = None
+    seen: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.seen is None:
+            self.seen = self.history
 
 
 class Recommender(nn.Module):

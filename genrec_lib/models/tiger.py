@@ -185,7 +185,7 @@ class TIGER(TrainableRecommender):
         node = torch.zeros(B, W, dtype=torch.long, device=seq.device)  # trie node per beam; -1 off the trie
         score = torch.full((B, W), float("-inf"), device=seq.device)
         score[:, 0] = 0.0  # one live beam at the root
-        unseen = 1.0 - batch.history if self.exclude_seen else torch.ones_like(batch.history)
+        unseen = 1.0 - batch.seen if self.exclude_seen else torch.ones_like(batch.seen)
         for level in range(self.n_levels):
             logp = self.level_logits(self.decode(prefix, memory)[:, :, -1], level).log_softmax(-1)  # (B, W, K_l)
             child = getattr(self, f"children_{level}")[node.clamp(min=0)]  # (B, W, K_l)
@@ -229,13 +229,13 @@ class TIGER(TrainableRecommender):
         if slots >= k or shared_levels > self.n_levels:
             raise ValueError(f"need slots < k and shared_levels <= {self.n_levels}, got {slots}, {k}, {shared_levels}")
         items, logp = self.generate(batch, constrained=self.constrained)  # (B, W)
-        scores = self._beam_scores(batch, items, logp).masked_fill(batch.history > 0, float("-inf"))
+        scores = self._beam_scores(batch, items, logp).masked_fill(batch.seen > 0, float("-inf"))
         prefix_of = getattr(self, f"node_of_item_{shared_levels}")  # (N,) trie node after `shared_levels` codes
         cold = torch.nonzero(is_cold.to(scores.device)).squeeze(1)  # (C,)
         beam_prefix = torch.where(items >= 0, prefix_of[items.clamp(min=0)], -1)  # (B, W)
         match = beam_prefix.unsqueeze(-1) == prefix_of[cold]  # (B, W, C)
         cold_logp = torch.where(match, logp.unsqueeze(-1), float("-inf")).amax(1)  # (B, C)
-        cold_logp = cold_logp.masked_fill(batch.history[:, cold] > 0, float("-inf"))
+        cold_logp = cold_logp.masked_fill(batch.seen[:, cold] > 0, float("-inf"))
         # Everything below the (k - slots)-th warm score drops by a margin; the best cold
         # candidates are then written just under that threshold, in their own order.
         threshold = scores.topk(k - slots, dim=1).values[:, -1:]  # (B, 1)
