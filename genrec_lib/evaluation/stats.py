@@ -1,0 +1,105 @@
+"""Uncertainty and significance for per-user metrics.
+
+Every metric the evaluator reports is a mean over users, so its uncertainty comes from
+which users happened to be sampled. These helpers take the per-user arrays of
+:class:`~genrec_lib.evaluation.ranking.EvalResult` (``result.per_user["ndcg@10"]``):
+
+- :func:`bootstrap_ci`: a percentile bootstrap interval for one model's mean;
+- :func:`paired_bootstrap_ci`: the same for the mean difference of two models scored on
+  the same users (pairing removes the users' shared difficulty from the noise);
+- :func:`paired_test`: a paired t-test or Wilcoxon signed-rank test of that difference;
+- :func:`holm`: Holm's step-down correction when several comparisons are made at once.
+
+Used by chapters 10-17.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as _stats
+
+METHODS = ("t", "wilcoxon")
+
+
+def _as_1d(values, name: str = "values") -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or len(array) == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of per-user values, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} holds NaN or infinite values; drop or fix those users first")
+    return array
+
+
+def _paired(a, b) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _as_1d(a, "a"), _as_1d(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need the same users in the same order, got {len(a)} and {len(b)} values")
+    return a, b
+
+
+def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap interval of per-user ``values``.
+
+    Users are resampled with replacement ``n_boot`` times (vectorised).
+
+    Returns:
+        ``(mean, low, high)``.
+    """
+    values = _as_1d(values)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    # Resample in chunks so that memory stays small for many users.
+    means = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // len(values))
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, len(values), size=(stop - start, len(values)))
+        means[start:stop] = values[idx].mean(axis=1)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return float(values.mean()), float(low), float(high)
+
+
+def paired_bootstrap_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean difference ``a - b`` over the same users, with a bootstrap interval.
+
+    Returns:
+        ``(mean difference, low, high)``.
+    """
+    a, b = _paired(a, b)
+    return bootstrap_ci(a - b, n_boot=n_boot, level=level, seed=seed)
+
+
+def paired_test(a, b, method: str = "t") -> float:
+    """Two-sided p-value that ``a`` and ``b`` (per-user values of two models) have equal means.
+
+    ``method="t"``: paired t-test; ``method="wilcoxon"``: Wilcoxon signed-rank test
+    (zero differences dropped). Identical inputs give ``p = 1``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    a, b = _paired(a, b)
+    diff = a - b
+    if np.all(diff == 0):
+        return 1.0
+    if method == "t":
+        if np.all(diff == diff[0]):  # a constant non-zero difference: no variance, certain
+            return 0.0
+        return float(_stats.ttest_rel(a, b).pvalue)
+    return float(_stats.wilcoxon(a, b, zero_method="wilcox").pvalue)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (same order as given), capped at 1."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1 or np.any((p < 0) | (p > 1)) or np.any(np.isnan(p)):
+        raise ValueError("holm needs a 1-D array of p-values in [0, 1]")
+    m = len(p)
+    order = np.argsort(p)
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
