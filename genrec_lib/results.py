@@ -45,3 +45,28 @@ def record(chapter: str, name: str, value) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"chapter": chapter, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "values": values}, indent=1, sort_keys=True))
     tmp.replace(path)
+
+
+_CHAPTER_STARTS: dict[str, float] = {}
+
+
+def start_chapter(chapter: str) -> None:
+    """Start timing ``chapter``'s execution (call in the chapter's first code cell)."""
+    _path(chapter)  # validates the name
+    _CHAPTER_STARTS[chapter] = time.perf_counter()
+
+
+def finish_chapter(chapter: str, budget_s: float | None = None) -> float:
+    """Record ``chapter.seconds``, the time since :func:`start_chapter`, and return it.
+
+    Over ``budget_s`` it warns (a slower machine is not an error).
+    """
+    import warnings
+
+    if chapter not in _CHAPTER_STARTS:
+        raise ValueError(f"finish_chapter({chapter!r}) without start_chapter({chapter!r}) earlier in this kernel")
+    seconds = time.perf_counter() - _CHAPTER_STARTS[chapter]
+    record(chapter, "chapter.seconds", round(seconds, 1))
+    if budget_s is not None and seconds > budget_s:
+        warnings.warn(f"{chapter} took {seconds:.0f} s, over its budget of {budget_s:.0f} s on 2 CPU cores", stacklevel=2)
+    return seconds

@@ -17,3 +17,17 @@ def test_bad_values_and_names_are_refused(tmp_path, monkeypatch):
         results.record("99_demo", "x", float("nan"))
     with pytest.raises(ValueError, match="plain name"):
         results.record("../escape", "x", 1.0)
+
+
+def test_chapter_timer_records_seconds_and_warns_over_budget(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv("GENREC_RESULTS", str(tmp_path))
+    results.start_chapter("99_demo")
+    time.sleep(0.05)
+    with pytest.warns(UserWarning, match="over its budget"):
+        seconds = results.finish_chapter("99_demo", budget_s=0.01)
+    assert 0.05 <= seconds < 5
+    assert results.read("99_demo")["chapter.seconds"] == round(seconds, 1)
+    with pytest.raises(ValueError, match="without start_chapter"):
+        results.finish_chapter("98_never_started")
