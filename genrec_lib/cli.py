@@ -1,6 +1,6 @@
 """The ``genrec`` command line: benchmark a model, export a split.
 
-    genrec bench --dataset ml-100k --protocol random --model ease [--seed 2020] [--json PATH]
+    genrec bench --dataset ml-100k --protocol random --model ease [--seed 2020] [--json PATH] [--unmasked]
     genrec data export --dataset ml-100k --protocol loo --seed 2020 --out DIR
 
 Bad arguments exit with status 2 and one line that lists the valid choices.
@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="also write the result as JSON to this file")
     bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a model hyper-parameter, e.g. --set epochs=50 (repeatable)")
+    bench.add_argument("--unmasked", action="store_true",
+                       help="also report metrics with seen items left in the ranking (the convention of "
+                            "RecBole's sequential models and of some papers)")
 
     data = commands.add_parser("data", help="dataset utilities")
     data_commands = data.add_subparsers(dest="data_command", parser_class=_Parser)
@@ -113,8 +116,13 @@ def _check_overrides(model_name: str, overrides: dict) -> None:
         raise UsageError(f"bad --set for {model_name}: {error}") from error
 
 
-def bench(dataset: str, protocol: str, model_name: str, seed: int = 2020, overrides: dict | None = None) -> dict:
-    """Train ``model_name`` on a split, evaluate on valid and test, return the JSON record."""
+def bench(dataset: str, protocol: str, model_name: str, seed: int = 2020, overrides: dict | None = None,
+          unmasked: bool = False) -> dict:
+    """Train ``model_name`` on a split, evaluate on valid and test, return the JSON record.
+
+    With ``unmasked`` the record also holds ``metrics_unmasked``: the same evaluation with
+    the items each user has seen left in the ranking.
+    """
     from genrec_lib.data import load_split
     from genrec_lib.evaluation import evaluate
     from genrec_lib.models import MODELS
@@ -141,6 +149,9 @@ def bench(dataset: str, protocol: str, model_name: str, seed: int = 2020, overri
         "eval_seconds": round(test.seconds, 3),
         "device": str(model.device),
     }
+    if unmasked:
+        record["metrics_unmasked"] = {stage: evaluate(model, split, stage, ks=REPORT_KS, mask_seen=False).metrics
+                                      for stage in ("valid", "test")}
     history = getattr(model, "history_", None)
     if history is not None:
         record["epochs"] = len(history.epochs)
@@ -155,9 +166,17 @@ def format_table(record: dict) -> str:
              f"fit {record['fit_seconds']:.2f} s, test evaluation {record['eval_seconds']:.3f} s, device {record['device']}"]
     if "epochs" in record:
         lines.append(f"epochs {record['epochs']} (best {record['best_epoch']}), {record['seconds_per_epoch']:.3f} s/epoch")
-    lines.append(f"{'metric':<14}{'valid':>9}{'test':>9}")
+    unmasked = record.get("metrics_unmasked")
+    header = f"{'metric':<14}{'valid':>9}{'test':>9}"
+    if unmasked:
+        lines.append(f"{'':<14}{'seen items masked':>18}    {'unmasked (seen items ranked)':>20}")
+        header += f"    {'valid':>9}{'test':>9}"
+    lines.append(header)
     for name in names:
-        lines.append(f"{name:<14}{record['metrics']['valid'][name]:>9.4f}{record['metrics']['test'][name]:>9.4f}")
+        line = f"{name:<14}{record['metrics']['valid'][name]:>9.4f}{record['metrics']['test'][name]:>9.4f}"
+        if unmasked:
+            line += f"    {unmasked['valid'][name]:>9.4f}{unmasked['test'][name]:>9.4f}"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -198,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genrec: error: {error}", file=sys.stderr)
         return 2
     if args.command == "bench":
-        record = bench(args.dataset, args.protocol, args.model, args.seed, overrides)
+        record = bench(args.dataset, args.protocol, args.model, args.seed, overrides, unmasked=args.unmasked)
         print(format_table(record))
         if json_path:
             json_path.write_text(json.dumps(record, indent=2))

@@ -185,3 +185,35 @@ def test_nan_scores_are_a_clear_error(tiny_split):
     model = Constant(float("nan"))
     with pytest.raises(ValueError, match="NaN scores"):
         evaluate(model, tiny_split, "test")
+
+
+class FixedNoise(Recommender):
+    """Fixed random scores per (user, item), plus ``boost`` on every seen item."""
+
+    def __init__(self, n_users, n_items, boost=0.0):
+        super().__init__()
+        self.noise = torch.rand(n_users, n_items, generator=torch.Generator().manual_seed(0))
+        self.boost = boost
+
+    def fit(self, split):
+        return self
+
+    def score(self, batch):
+        return self.noise[batch.users] + self.boost * batch.seen
+
+
+@pytest.mark.parametrize("protocol", ["random", "loo"])
+def test_evaluate_itself_masks_seen_items(ml100k, protocol):
+    from genrec_lib.data import make_split
+
+    split = make_split(ml100k, protocol)
+    plain = FixedNoise(split.n_users, split.n_items)
+    seen_lover = FixedNoise(split.n_users, split.n_items, boost=100.0)
+    masked = evaluate(seen_lover, split, "test", ks=(10,))
+    # Masked, a boost on seen items changes nothing: they are out of the ranking.
+    assert masked.metrics == evaluate(plain, split, "test", ks=(10,)).metrics
+    assert masked["hit@10"] > 0.002  # about chance (10 of ~1,600 unseen items), not zero
+    # Unmasked, the seen items fill every top 10 (each user has seen at least 10 items).
+    assert evaluate(seen_lover, split, "test", ks=(10,), mask_seen=False)["hit@10"] == 0.0
+    with pytest.raises(ValueError, match="full ranking"):
+        evaluate(plain, split, "test", ks=(10,), mask_seen=False, n_negatives=10)

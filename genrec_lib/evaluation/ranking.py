@@ -65,17 +65,20 @@ def user_batches(split: Split, stage: str, users: np.ndarray, batch_size: int, m
 _SCORE_BOUND = 1e38
 
 
-def masked_scores(model: Recommender, batch: UserBatch) -> torch.Tensor:
+def masked_scores(model: Recommender, batch: UserBatch, mask_seen: bool = True) -> torch.Tensor:
     """The model's scores with every item the user has seen set to ``-inf``: (B, n_items).
 
     A model's own ``-inf`` (an item it cannot rank) becomes the lowest finite score, so it
     ranks after every scored item and before the masked ones. NaN scores are an error.
+    ``mask_seen=False`` keeps seen items in the ranking (the convention of some papers and
+    libraries for sequential models; they then compete with the held-out items).
     """
     scores = model.score(batch).float()
     if torch.isnan(scores).any():
         raise ValueError(f"model {model.name or type(model).__name__!r} returned NaN scores; "
                          "check its training (a diverged loss) before evaluating it")
-    return scores.clamp(-_SCORE_BOUND, _SCORE_BOUND).masked_fill(batch.seen > 0, float("-inf"))
+    scores = scores.clamp(-_SCORE_BOUND, _SCORE_BOUND)
+    return scores.masked_fill(batch.seen > 0, float("-inf")) if mask_seen else scores
 
 
 _M64 = (1 << 64) - 1
@@ -185,6 +188,7 @@ def evaluate(
     n_negatives: int | None = None,
     seed: int = 2020,
     users: np.ndarray | None = None,
+    mask_seen: bool = True,
 ) -> EvalResult:
     """Rank all items (or sampled candidates) for every user with held-out items in ``stage``.
 
@@ -196,9 +200,14 @@ def evaluate(
             among this many random items the user has not seen (sampled evaluation).
         seed: seeds the sampled negatives and the random order of tied scores.
         users: evaluate only these users (default: all with at least one held-out item).
+        mask_seen: remove every item the user is known to have seen from the ranking (the
+            default, and this book's convention). ``False`` ranks them too, as RecBole does
+            for sequential models and as some papers report; only for full ranking.
     """
     import time
 
+    if not mask_seen and n_negatives is not None:
+        raise ValueError("mask_seen=False applies to full ranking; sampled candidates are unseen items by construction")
     start = time.perf_counter()
     targets = split.targets(stage)
     if users is None:
@@ -210,7 +219,7 @@ def evaluate(
     k_max = max(ks)
     per_user: dict[str, list[torch.Tensor]] = {}
     for rows, batch in user_batches(split, stage, users, batch_size, model.max_seq_len, device):
-        scores = masked_scores(model, batch)
+        scores = masked_scores(model, batch, mask_seen)
         relevant = _dense_rows(targets, rows, device)
         if n_negatives is not None:
             scores = _keep_sampled_candidates(scores, batch.seen > 0, relevant, n_negatives, generator)
