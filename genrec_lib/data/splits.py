@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from genrec_lib.data.interactions import Interactions, pad_sequences
 
-PROTOCOLS = ("random", "loo")
+PROTOCOLS = ("random", "loo", "bundle")
 STAGES = ("valid", "test")
 TIES = ("random", "file")
 
@@ -181,9 +181,13 @@ def split_leave_one_out(data: Interactions, seed: int = 2020, ties: str = "rando
 
 
 def make_split(data: Interactions, protocol: str, seed: int = 2020) -> Split:
-    """Split ``data`` with a protocol by name: ``"random"`` or ``"loo"``."""
+    """Split ``data`` with a protocol by name: ``"random"``, ``"loo"`` or ``"bundle"`` (chapter 09)."""
     if protocol == "random":
         return split_random(data, seed)
     if protocol == "loo":
         return split_leave_one_out(data, seed)
+    if protocol == "bundle":
+        from genrec_lib.data.bundles import split_last_bundle
+
+        return split_last_bundle(data, seed)
     raise ValueError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
