@@ -10,6 +10,7 @@ Used by ``tests/test_book.py`` (on the render build the tests make) and by
 
     python scripts/book_site.py check _build/html      # every page, printed as a report
     python scripts/book_site.py pdf _build/html _build/pdf/book.pdf
+    python scripts/book_site.py strip-solutions _build/student/_build/html
 """
 
 from __future__ import annotations
@@ -283,6 +284,39 @@ def _book_title() -> str:
     return yaml.safe_load((ROOT / "_config.yml").read_text()).get("title", "book")
 
 
+def strip_solutions(html_dir: Path) -> list[Path]:
+    """Remove the solution cells from the notebooks and Markdown sources a student site offers
+    for download: cells tagged ``hide-cell`` after an "Exercises" or "Solutions" heading
+    (the rule book/_ext/genrec_book.py applies to the pages)."""
+    import jupytext
+
+    from genrec_book import STUDENT_SECTIONS
+
+    changed = []
+    for path in sorted((html_dir / "_sources").rglob("*")):
+        if path.suffix not in (".ipynb", ".md") or not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        if path.suffix == ".md" and "kernelspec:" not in text[:2000]:
+            continue  # a prose page, not a notebook
+        notebook = jupytext.reads(text, fmt="ipynb" if path.suffix == ".ipynb" else "md:myst")
+        kept, in_exercises, removed = [], False, 0
+        for cell in notebook.cells:
+            if cell.cell_type == "markdown":
+                for line in cell.source.splitlines():
+                    if line.startswith("#"):
+                        in_exercises = line.lstrip("#").strip().lower().startswith(STUDENT_SECTIONS)
+            if in_exercises and "hide-cell" in cell.metadata.get("tags", []):
+                removed += 1
+                continue
+            kept.append(cell)
+        if removed:
+            notebook.cells = kept
+            path.write_text(jupytext.writes(notebook, fmt="ipynb" if path.suffix == ".ipynb" else "md:myst"))
+            changed.append(path)
+    return changed
+
+
 def check_site(html_dir: Path, pages: list[str] | None = None) -> list[PageReport]:
     pages = pages or toc_pages(ROOT)
     with serve(html_dir) as base_url, browser() as driver:
@@ -297,9 +331,15 @@ def main(argv=None) -> int:
     pdf = sub.add_parser("pdf", help="print every page of the table of contents into one PDF")
     pdf.add_argument("html_dir", type=Path)
     pdf.add_argument("out", type=Path)
+    strip = sub.add_parser("strip-solutions", help="remove solution cells from a student site's downloads")
+    strip.add_argument("html_dir", type=Path)
     args = parser.parse_args(argv)
     if not (args.html_dir / "index.html").is_file():
         parser.error(f"{args.html_dir} holds no built book (no index.html): build it first with `bash scripts/build_book.sh`")
+    if args.command == "strip-solutions":
+        changed = strip_solutions(args.html_dir)
+        print(f"solutions removed from {len(changed)} downloadable notebook source(s)")
+        return 0
     if find_browser() is None:
         print(f"headless Chromium not installed ({INSTALL_HINT}): the browser step is skipped")
         return 0

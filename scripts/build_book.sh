@@ -35,6 +35,7 @@ echo "Built in $(( $(date +%s) - start )) s: $(pwd)/_build/html/index.html"
 if [ "$student" = 1 ]; then
     # Same notebooks, outputs from the same execution cache; solutions removed (book/_ext).
     GENREC_STUDENT=1 jupyter-book build . --builder html --path-output _build/student ${args[@]+"${args[@]}"}
+    "$PYTHON" scripts/book_site.py strip-solutions _build/student/_build/html
     echo "Student version: $(pwd)/_build/student/_build/html/index.html"
 fi
 "$PYTHON" scripts/book_site.py check _build/html

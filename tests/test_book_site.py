@@ -56,3 +56,62 @@ def test_every_fault_is_reported(tiny_site):
                      "the builder's path", "resource from the network", "console error",
                      "broken internal link", "missing anchor"):
         assert expected in problems, f"not reported: {expected}\n{problems}"
+
+
+def _notebook():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    hidden = {"tags": ["hide-cell"]}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# A chapter"),
+        nbformat.v4.new_code_cell("setup = 1", metadata=hidden),  # hidden, but not a solution
+        nbformat.v4.new_markdown_cell("## Exercises\n\n1. Do it."),
+        nbformat.v4.new_code_cell("print('starter code')"),
+        nbformat.v4.new_code_cell("answer = 42", metadata=hidden),
+    ]
+    return nb
+
+
+def test_student_downloads_lose_only_the_solutions(tmp_path):
+    import jupytext
+
+    sources = tmp_path / "_sources" / "notebooks"
+    sources.mkdir(parents=True)
+    jupytext.write(_notebook(), sources / "99_x.ipynb")
+    jupytext.write(_notebook(), sources / "99_x.md", fmt="md:myst")
+    (tmp_path / "_sources" / "prose.md").write_text("# Prose\n\n## Exercises\n")
+    changed = book_site.strip_solutions(tmp_path)
+    assert sorted(p.name for p in changed) == ["99_x.ipynb", "99_x.md"]
+    for path, fmt in ((sources / "99_x.ipynb", "ipynb"), (sources / "99_x.md", "md:myst")):
+        code = [c.source for c in jupytext.read(path, fmt=fmt).cells if c.cell_type == "code"]
+        assert code == ["setup = 1", "print('starter code')"], path
+
+
+def test_student_pages_lose_only_the_solutions(monkeypatch):
+    from docutils import nodes
+    from docutils.utils import new_document
+    from docutils.frontend import get_default_settings
+    from docutils.parsers.rst import Parser
+    from genrec_book import _remove_solutions
+
+    def page():
+        doc = new_document("x", get_default_settings(Parser))
+        for title in ("Training", "Exercises"):
+            section = nodes.section("", nodes.title(text=title))
+            section += nodes.container("", nodes.literal_block(text=f"{title} solution"), classes=["cell", "tag_hide-cell"])
+            section += nodes.container("", nodes.literal_block(text=f"{title} code"), classes=["cell"])
+            doc += section
+        return doc
+
+    monkeypatch.delenv("GENREC_STUDENT", raising=False)
+    full = page()
+    _remove_solutions(None, full)
+    assert "Exercises solution" in full.astext()
+    monkeypatch.setenv("GENREC_STUDENT", "1")
+    student = page()
+    _remove_solutions(None, student)
+    text = student.astext()
+    assert "Exercises solution" not in text
+    assert "Training solution" in text and "Exercises code" in text
