@@ -24,3 +24,22 @@ def notebooks_run(request):
 @pytest.fixture(scope="session")
 def session_start():
     return SESSION_START
+
+
+class NotebookStderrWarning(UserWarning):
+    """A notebook cell wrote to stderr: the book shows that as a stderr block."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # nbval keeps each cell's outputs; a stderr stream there (a warning, a progress bar, a
+    # path of this machine) would render in the book, where the browser check of the
+    # executed build rejects it. Say so here, where the cell ran.
+    outcome = yield
+    if call.when != "call" or item.path.suffix != ".ipynb":
+        return
+    for output in getattr(item, "test_outputs", None) or []:
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            text = " ".join(str(output.get("text", "")).split())[:200]
+            item.warn(NotebookStderrWarning(f"{item.name} wrote to stderr, which the book would show: {text}"))
+            break
