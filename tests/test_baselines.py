@@ -1,4 +1,10 @@
-"""The four baselines reach the issue's floors on ML-100K (protocol random, seed 2020, test)."""
+"""The four baselines land in two-sided bands on ML-100K (protocol random, seed 2020, test).
+
+Floors catch a regression; ceilings catch a leak. Pop is deterministic up to random
+tie-breaking (the independent evaluator's exact expectation is .1383), so its band is
+narrow. The others' ceilings sit a few points above the best model measured on this
+split (EASE, ~.33): a model that saw its test items would clear them by far.
+"""
 
 import pytest
 import torch
@@ -7,7 +13,7 @@ from genrec_lib.data import make_split
 from genrec_lib.evaluation import evaluate
 from genrec_lib.models import get_model
 
-FLOORS = {"pop": 0.090, "itemknn": 0.270, "ease": 0.310, "bpr": 0.275}
+BANDS = {"pop": (0.133, 0.143), "itemknn": (0.270, 0.36), "ease": (0.310, 0.37), "bpr": (0.275, 0.36)}
 
 
 @pytest.fixture(scope="module")
@@ -15,10 +21,11 @@ def split(ml100k):
     return make_split(ml100k, "random", seed=2020)
 
 
-@pytest.mark.parametrize("name", sorted(FLOORS))
-def test_baseline_floor(split, name):
+@pytest.mark.parametrize("name", sorted(BANDS))
+def test_baseline_band(split, name):
     model = get_model(name).fit(split)
-    assert evaluate(model, split, "test", ks=(10,))["ndcg@10"] >= FLOORS[name]
+    low, high = BANDS[name]
+    assert low <= evaluate(model, split, "test", ks=(10,))["ndcg@10"] <= high
 
 
 def test_ease_matches_its_closed_form(tiny_split):
