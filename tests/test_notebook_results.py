@@ -17,7 +17,7 @@ from genrec_lib.results import read, results_dir
 # protocol (e.g. EASE's ~.33 NDCG@10 on random) but below what leaked scores look like.
 BANDS = {
     "02_protocols_metrics_baselines": {
-        "pop.test.ndcg@10": (0.133, 0.143),  # Pop is deterministic up to ties: .138 "itemknn.test.ndcg@10": (0.270, 0.40),
+        "pop.test.ndcg@10": (0.133, 0.143), "itemknn.test.ndcg@10": (0.270, 0.40),  # Pop: deterministic up to ties, .138
         "bpr.test.ndcg@10": (0.280, 0.40), "ease.test.ndcg@10": (0.310, 0.42),
     },
     "03_variational_autoencoders": {"multvae.test.ndcg@10": (0.290, 0.40), "multdae.test.ndcg@10": (0.280, 0.40)},
