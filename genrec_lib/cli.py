@@ -2,6 +2,7 @@
 
     genrec bench --dataset ml-100k --protocol random --model ease [--seed 2020] [--json PATH] [--unmasked]
     genrec data export --dataset ml-100k --protocol loo --seed 2020 --out DIR
+    genrec leaderboard --protocol random [--models ease,bpr] [--seeds 2020 2021] [--no-train] --out DIR
 
 Bad arguments exit with status 2 and one line that lists the valid choices.
 """
@@ -87,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--protocol", default="random")
     export.add_argument("--seed", type=int, default=2020)
     export.add_argument("--out", required=True)
+
+    board = commands.add_parser("leaderboard", help="every registered model on one protocol, with intervals")
+    board.add_argument("--dataset", default="ml-100k")
+    board.add_argument("--protocol", default="random")
+    board.add_argument("--models", nargs="+", default=None,
+                       help="model names (space- or comma-separated; default: every registered model)")
+    board.add_argument("--seeds", nargs="+", type=int, default=[2020])
+    board.add_argument("--no-train", action="store_true",
+                       help="only read recorded results; list models without one as missing")
+    board.add_argument("--retrain", action="store_true", help="ignore recorded results and train every model")
+    board.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE",
+                       help="override a model hyper-parameter, e.g. --set bpr.epochs=20 (repeatable)")
+    board.add_argument("--out", required=True)
     return parser
 
 
@@ -180,6 +194,38 @@ def format_table(record: dict) -> str:
     return "\n".join(lines)
 
 
+def parse_model_overrides(pairs: list[str], models: list[str]) -> dict[str, dict]:
+    """``["bpr.epochs=20"]`` -> ``{"bpr": {"epochs": 20}}``, each checked by building the model."""
+    out: dict[str, dict] = {}
+    for pair in pairs:
+        name, dot, rest = pair.partition(".")
+        if not dot or name not in models:
+            raise UsageError(f"--set expects MODEL.KEY=VALUE with MODEL one of {', '.join(models)}, got {pair!r}")
+        out.setdefault(name, {}).update(parse_overrides([rest]))
+    for name, values in out.items():
+        _check_overrides(name, values)
+    return out
+
+
+def leaderboard(dataset: str, protocol: str, models: list[str] | None, seeds: list[int], train: bool,
+                retrain: bool, overrides: dict, out: Path) -> str:
+    """Collect (read or train) the entries, write CSV and Markdown into ``out``, return the printed table."""
+    from genrec_lib.evaluation import leaderboard as lb
+
+    entries = lb.collect(protocol, models, seeds, train=train, overrides=overrides, reuse=not retrain,
+                         dataset=dataset, log=lambda line: print(line, file=sys.stderr))
+    frame = lb.table(entries)
+    stem = f"leaderboard_{dataset}_{protocol}"
+    frame.to_csv(out / f"{stem}.csv", index=False)
+    (out / f"{stem}.md").write_text(f"# Leaderboard: {dataset}, {protocol} protocol, test stage, full ranking\n\n"
+                                    "NDCG@10 with a 95% bootstrap interval over users (low, high).\n\n"
+                                    + lb.to_markdown(frame) + "\n")
+    shown = [c for c in ("model", "seed", "source", "ndcg@10", "low", "high", "recall@10", "coverage", "gini",
+                         "arp", "ild_genre", "fit s") if c in frame]
+    with __import__("pandas").option_context("display.width", 200, "display.max_columns", 20):
+        return frame[shown].to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+
 def export(dataset: str, protocol: str, seed: int, out: Path) -> list[Path]:
     from genrec_lib.data import load_split
 
@@ -199,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError("missing command; choose one of: bench, data")
+            raise UsageError("missing command; choose one of: bench, data, leaderboard")
         _choice("dataset", args.dataset, DATASETS)
         _choice("protocol", args.protocol, PROTOCOLS)
         if args.command == "bench":
@@ -209,6 +255,18 @@ def main(argv: list[str] | None = None) -> int:
             json_path = _writable_file(args.json) if args.json else None
             overrides = parse_overrides(args.set)
             _check_overrides(args.model, overrides)
+        elif args.command == "leaderboard":
+            from genrec_lib.evaluation.leaderboard import registered_models
+
+            available = registered_models(args.protocol)
+            if args.models is not None:
+                args.models = [m for part in args.models for m in part.split(",") if m]
+                for name in args.models:
+                    _choice(f"model for protocol {args.protocol}", name, available)
+            board_overrides = parse_model_overrides(args.set, args.models or available)
+            if args.no_train and args.retrain:
+                raise UsageError("--no-train and --retrain contradict each other; give one of them")
+            out = _writable_dir(args.out)
         elif args.data_command != "export":
             raise UsageError("missing data command; choose one of: export")
         else:
@@ -221,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(record))
         if json_path:
             json_path.write_text(json.dumps(record, indent=2))
+    elif args.command == "leaderboard":
+        print(leaderboard(args.dataset, args.protocol, args.models, args.seeds, not args.no_train, args.retrain,
+                          board_overrides, out))
     else:
         for path in export(args.dataset, args.protocol, args.seed, out):
             print(path)

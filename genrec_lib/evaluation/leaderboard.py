@@ -1,0 +1,201 @@
+"""The leaderboard: every registered model under one protocol, with intervals and beyond-accuracy columns.
+
+Models are found through the registry (:data:`genrec_lib.models.MODELS`), never a list
+written here, so a model that a later chapter registers appears without an edit. A model
+class may declare the protocols it supports with a class attribute ``protocols``
+(default: ``random`` and ``loo``, the two the full-ranking evaluator handles).
+
+One *entry* is one model evaluated once on one split (protocol + seed): mean and per-user
+accuracy on the test stage (full ranking), sampled NDCG@10, beyond-accuracy summaries of
+its top-10 lists, fit and evaluation seconds, and where it came from. Entries live in
+``results/leaderboard/<protocol>-seed<seed>/<model>.json`` next to the chapters' results
+files, so a chapter that trains a model can :func:`save_entry` it and the leaderboard
+(chapter 16, ``genrec leaderboard``) reads it instead of training it again; it trains only
+what is missing.
+
+Used by chapter 16 and ``genrec leaderboard``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genrec_lib.data import PROTOCOLS, Split
+from genrec_lib.evaluation import metrics as M
+from genrec_lib.evaluation.ranking import evaluate, recommend
+from genrec_lib.evaluation.stats import bootstrap_ci
+from genrec_lib.results import results_dir
+
+#: the accuracy metrics an entry keeps (means, and per user for intervals and paired tests)
+ACCURACY = ("ndcg@10", "recall@10", "hit@10", "mrr@10")
+DEFAULT_PROTOCOLS = ("random", "loo")
+
+
+def supported_protocols(model_class) -> tuple[str, ...]:
+    """The protocols a registered model class declares (attribute ``protocols``), else random and loo."""
+    return tuple(getattr(model_class, "protocols", DEFAULT_PROTOCOLS))
+
+
+def registered_models(protocol: str) -> list[str]:
+    """Names of every registered model that supports ``protocol``, sorted."""
+    import genrec_lib.models  # noqa: F401  (importing registers every model)
+    from genrec_lib.models import MODELS
+
+    return sorted(name for name, cls in MODELS.items() if protocol in supported_protocols(cls))
+
+
+def entry_path(protocol: str, seed: int, model: str) -> Path:
+    if not model or "/" in model or model.startswith("."):
+        raise ValueError(f"model must be a registered name such as 'ease', got {model!r}")
+    return results_dir() / "leaderboard" / f"{protocol}-seed{int(seed)}" / f"{model}.json"
+
+
+def item_features(split: Split) -> tuple[np.ndarray, torch.Tensor]:
+    """Training popularity (n_items,) and the genre indicator matrix (n_items, n_genres)."""
+    popularity = split.train.item_popularity()
+    genres, _ = M.genre_matrix(list(split.dataset.items["genres"]))
+    return popularity, genres
+
+
+def evaluate_entry(model, split: Split, *, fit_seconds: float, source: str, overrides: dict | None = None,
+                   k: int = 10, n_negatives: int = 100, text_embeddings=None) -> dict:
+    """Evaluate a fitted model on ``split``'s test stage into one leaderboard entry (a JSON-able dict).
+
+    Args:
+        fit_seconds: wall-clock seconds its ``fit`` took.
+        source: who trained it (a chapter name, or ``"leaderboard"``).
+        text_embeddings: (n_items, d) item text embeddings for intra-list diversity over
+            meaning (optional; chapter 16 passes all-MiniLM-L6-v2 vectors).
+    """
+    full = evaluate(model, split, "test", ks=(k,), seed=split.seed)
+    sampled = evaluate(model, split, "test", ks=(k,), n_negatives=n_negatives, seed=split.seed)
+    start = time.perf_counter()
+    recs = recommend(model, split, "test", k=k)
+    rec_seconds = time.perf_counter() - start
+    popularity, genres = item_features(split)
+    beyond = M.beyond_accuracy(recs, split.n_items, popularity, split.n_users, history=split.history("test"),
+                               item_genres=genres, text_embeddings=text_embeddings)
+    names = [f"{m.split('@')[0]}@{k}" for m in ACCURACY]
+    return {
+        "model": model.name, "protocol": split.protocol, "seed": int(split.seed), "source": source,
+        "overrides": overrides or {}, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "fit_seconds": round(float(fit_seconds), 3), "eval_seconds": round(full.seconds + rec_seconds, 3),
+        "metrics": {n: full.metrics[n] for n in names},
+        "sampled": {f"ndcg@{k}": sampled.metrics[f"ndcg@{k}"], "n_negatives": n_negatives},
+        "beyond": beyond,
+        "users": full.users.tolist(),
+        "per_user": {n: np.round(full.per_user[n], 6).tolist() for n in names},
+    }
+
+
+def save_entry(entry: dict) -> Path:
+    """Write an entry where the leaderboard finds it; returns the path."""
+    path = entry_path(entry["protocol"], entry["seed"], entry["model"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(entry))
+    tmp.replace(path)
+    return path
+
+
+def load_entry(protocol: str, seed: int, model: str) -> dict | None:
+    """The recorded entry for ``model`` on (protocol, seed), or ``None``."""
+    path = entry_path(protocol, seed, model)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def fit_and_evaluate(name: str, split: Split, *, overrides: dict | None = None, source: str = "leaderboard",
+                     text_embeddings=None) -> tuple[dict, object]:
+    """Train a registered model with its defaults (plus ``overrides``) and evaluate it into an entry."""
+    from genrec_lib.models import get_model
+    from genrec_lib.training import seed_everything
+
+    seed_everything(split.seed)
+    model = get_model(name, **(overrides or {}))
+    if hasattr(model, "seed"):
+        model.seed = split.seed
+    start = time.perf_counter()
+    model.fit(split)
+    fit_seconds = time.perf_counter() - start
+    entry = evaluate_entry(model, split, fit_seconds=fit_seconds, source=source, overrides=overrides,
+                           text_embeddings=text_embeddings)
+    return entry, model
+
+
+def collect(protocol: str, models: list[str] | None = None, seeds=(2020,), *, train: list[str] | bool = True,
+            overrides: dict[str, dict] | None = None, reuse: bool = True, dataset: str = "ml-100k",
+            text_embeddings=None, log: Callable[[str], None] | None = print) -> list[dict]:
+    """Entries for ``models`` (default: every registered model supporting ``protocol``) and ``seeds``.
+
+    A recorded entry is reused (``reuse=True``); a missing one is trained when the model is
+    in ``train`` (``True``: every model, ``False``: none) and saved. A model neither
+    recorded nor trained gives an entry with ``source="missing"`` and no metrics.
+
+    Args:
+        overrides: per-model hyper-parameters, e.g. ``{"bpr": {"epochs": 20}}``.
+    """
+    from genrec_lib.data import load_split
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+    available = registered_models(protocol)
+    models = available if models is None else list(models)
+    unknown = [m for m in models if m not in available]
+    if unknown:
+        raise ValueError(f"model(s) {unknown} are not registered for protocol {protocol!r}; "
+                         f"choose from: {', '.join(available)}")
+    overrides = overrides or {}
+    entries, splits = [], {}
+    for seed in seeds:
+        for name in models:
+            entry = load_entry(protocol, seed, name) if reuse else None
+            if entry is None and (train is True or (train and name in train)):
+                if seed not in splits:
+                    splits[seed] = load_split(dataset, protocol, seed)
+                if log:
+                    log(f"training {name} on {protocol} (seed {seed}) ...")
+                entry, _ = fit_and_evaluate(name, splits[seed], overrides=overrides.get(name),
+                                            text_embeddings=text_embeddings)
+                save_entry(entry)
+            if entry is None:
+                entry = {"model": name, "protocol": protocol, "seed": int(seed), "source": "missing"}
+            entries.append(entry)
+    return entries
+
+
+def table(entries: list[dict], metric: str = "ndcg@10", n_boot: int = 1000, level: float = 0.95) -> pd.DataFrame:
+    """One row per (model, seed): accuracy with a bootstrap interval over users, beyond-accuracy, times."""
+    rows = []
+    for e in entries:
+        row = {"model": e["model"], "seed": e["seed"], "source": e["source"]}
+        if "metrics" in e:
+            mean, low, high = bootstrap_ci(e["per_user"][metric], n_boot=n_boot, level=level, seed=0)
+            row.update({metric: mean, "low": low, "high": high})
+            row.update({m: v for m, v in e["metrics"].items() if m != metric})
+            row[f"sampled {metric}"] = e["sampled"].get(metric, np.nan)
+            row.update(e["beyond"])
+            row.update({"fit s": e["fit_seconds"], "eval s": e["eval_seconds"]})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if metric in frame:
+        frame = frame.sort_values(metric, ascending=False, na_position="last")
+    return frame.reset_index(drop=True)
+
+
+def to_markdown(frame: pd.DataFrame, digits: int = 4) -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency)."""
+    def cell(v):
+        if isinstance(v, float):
+            return "" if np.isnan(v) else f"{v:.{digits}f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""The leaderboard: registry-driven, reuses recorded entries, trains only what is missing."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from genrec_lib.evaluation import leaderboard as lb
+from genrec_lib.models import MODELS, Recommender, register
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "genrec_lib.cli", *args], capture_output=True, text=True, env=env)
+
+
+def test_every_registered_model_is_listed():
+    names = lb.registered_models("random")
+    assert set(names) == {n for n, cls in MODELS.items() if "random" in lb.supported_protocols(cls)}
+    assert {"pop", "ease"} <= set(names)
+
+
+def test_a_newly_registered_model_appears_and_can_opt_out_of_a_protocol():
+    @register("_leaderboard_probe")
+    class Probe(Recommender):
+        protocols = ("random",)
+
+    try:
+        assert "_leaderboard_probe" in lb.registered_models("random")
+        assert "_leaderboard_probe" not in lb.registered_models("loo")
+    finally:
+        MODELS.pop("_leaderboard_probe")
+
+
+def test_cli_writes_csv_and_markdown_then_reuses_entries(tmp_path, monkeypatch):
+    import os
+
+    env = {**os.environ, "GENREC_RESULTS": str(tmp_path / "results")}
+    out = tmp_path / "board"
+    first = run("leaderboard", "--protocol", "random", "--models", "pop,ease", "--out", str(out), env=env)
+    assert first.returncode == 0, first.stderr
+    assert "training pop" in first.stderr and "training ease" in first.stderr
+    frame = pd.read_csv(out / "leaderboard_ml-100k_random.csv")
+    assert list(frame["model"]) == ["ease", "pop"]  # sorted by NDCG@10
+    ease = frame.set_index("model").loc["ease"]
+    assert 0.31 < ease["ndcg@10"] < 0.40 and ease["low"] < ease["ndcg@10"] < ease["high"]
+    pop = frame.set_index("model").loc["pop"]
+    assert pop["coverage"] < ease["coverage"] and pop["arp"] > ease["arp"]
+    assert (out / "leaderboard_ml-100k_random.md").read_text().count("\n| ") >= 3
+    # A second run reads what the first recorded and trains nothing.
+    second = run("leaderboard", "--protocol", "random", "--models", "ease", "itemknn", "--no-train", "--out", str(out), env=env)
+    assert second.returncode == 0, second.stderr
+    assert "training" not in second.stderr
+    again = pd.read_csv(out / "leaderboard_ml-100k_random.csv").set_index("model")
+    assert again.loc["ease", "ndcg@10"] == pytest.approx(ease["ndcg@10"])
+    assert again.loc["itemknn", "source"] == "missing"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["leaderboard", "--protocol", "random", "--models", "nope", "--out", "/tmp/x"], "unknown model for protocol random 'nope'"),
+        (["leaderboard", "--protocol", "temporal", "--out", "/tmp/x"], "choose one of: random, loo"),
+        (["leaderboard", "--protocol", "random", "--set", "ease.l2=-1", "--out", "/tmp/x"], "l2 must be > 0"),
+        (["leaderboard", "--protocol", "random", "--set", "l2=5", "--out", "/tmp/x"], "MODEL.KEY=VALUE"),
+        (["leaderboard", "--protocol", "random", "--no-train", "--retrain", "--out", "/tmp/x"], "contradict"),
+    ],
+)
+def test_bad_leaderboard_arguments_get_one_line(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
