@@ -56,3 +56,39 @@ def test_paired_inputs_must_align():
         paired_test([0.1, 0.2], [0.1])
     with pytest.raises(ValueError, match="t, wilcoxon"):
         paired_test([0.1, 0.2], [0.3, 0.1], method="sign")
+
+
+# --- two independent samples, rank agreement ------------------------------------------------
+
+def test_unpaired_bootstrap_difference_of_means():
+    from genrec_lib.evaluation.stats import unpaired_bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1.0, 1.0, 400), rng.normal(0.0, 1.0, 300)
+    diff, low, high = unpaired_bootstrap_ci(a, b, seed=1)
+    assert diff == pytest.approx(a.mean() - b.mean())
+    assert low < diff < high and low > 0.6 and high < 1.4
+    # Identical groups: the interval covers 0.
+    _, low0, high0 = unpaired_bootstrap_ci(a, a.copy(), seed=1)
+    assert low0 < 0 < high0
+
+
+def test_two_sample_bootstrap_with_any_statistic():
+    from genrec_lib.evaluation.stats import two_sample_bootstrap_ci
+
+    a, b = np.arange(10.0), np.arange(10.0) + 100
+    value, low, high = two_sample_bootstrap_ci(a, b, lambda x, y: np.median(y) - np.median(x), n_boot=200)
+    assert value == pytest.approx(100.0) and low <= value <= high
+    with pytest.raises(ValueError, match="non-empty"):
+        two_sample_bootstrap_ci([], b, lambda x, y: 0.0)
+
+
+def test_rank_correlation():
+    from genrec_lib.evaluation.stats import rank_correlation
+
+    assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 40])[0] == pytest.approx(1.0)
+    assert rank_correlation([1, 2, 3, 4], [4, 3, 2, 1], method="spearman")[0] == pytest.approx(-1.0)
+    # One swapped pair among 6: tau = (5 - 1) / 6.
+    assert rank_correlation([1, 2, 3, 4], [1, 2, 4, 3])[0] == pytest.approx(4 / 6)
+    with pytest.raises(ValueError, match="kendall"):
+        rank_correlation([1, 2], [1, 2], method="pearson")

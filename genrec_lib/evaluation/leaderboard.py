@@ -77,7 +77,7 @@ def evaluate_entry(model, split: Split, *, fit_seconds: float, source: str, over
     full = evaluate(model, split, "test", ks=(k,), seed=split.seed)
     sampled = evaluate(model, split, "test", ks=(k,), n_negatives=n_negatives, seed=split.seed)
     start = time.perf_counter()
-    recs = recommend(model, split, "test", k=k)
+    recs = recommend(model, split, "test", k=k, seed=split.seed)
     rec_seconds = time.perf_counter() - start
     popularity, genres = item_features(split)
     beyond = M.beyond_accuracy(recs, split.n_items, popularity, split.n_users, history=split.history("test"),

@@ -8,7 +8,11 @@ which users happened to be sampled. These helpers take the per-user arrays of
 - :func:`paired_bootstrap_ci`: the same for the mean difference of two models scored on
   the same users (pairing removes the users' shared difficulty from the noise);
 - :func:`paired_test`: a paired t-test or Wilcoxon signed-rank test of that difference;
-- :func:`holm`: Holm's step-down correction when several comparisons are made at once.
+- :func:`holm`: Holm's step-down correction when several comparisons are made at once;
+- :func:`unpaired_bootstrap_ci` and :func:`two_sample_bootstrap_ci`: a difference (or any
+  statistic) of two *independent* samples, e.g. two user groups (chapter 17);
+- :func:`rank_correlation`: Kendall's tau or Spearman's rho between two orderings of the
+  same models (chapter 16).
 
 Used by chapters 10-17.
 """
@@ -103,3 +107,51 @@ def holm(pvalues) -> np.ndarray:
     out = np.empty(m)
     out[order] = np.minimum(adjusted, 1.0)
     return out
+
+
+# --- two independent samples, rank agreement (chapters 16-17) -------------------------------
+
+def two_sample_bootstrap_ci(a, b, statistic, n_boot: int = 1000, level: float = 0.95,
+                            seed: int = 0) -> tuple[float, float, float]:
+    """``statistic(a, b)`` of two *independent* samples, with a percentile bootstrap interval.
+
+    Each sample is resampled with replacement on its own (the samples hold different
+    users, e.g. two user groups, or members and non-members of a training set).
+
+    Returns:
+        ``(statistic on the data, low, high)``.
+    """
+    a, b = _as_1d(a, "a"), _as_1d(b, "b")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    draws = np.array([statistic(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))])
+                      for _ in range(n_boot)])
+    alpha = (1 - level) / 2
+    low, high = np.quantile(draws, [alpha, 1 - alpha])
+    return float(statistic(a, b)), float(low), float(high)
+
+
+def unpaired_bootstrap_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Difference of means ``mean(a) - mean(b)`` of two independent groups, with a bootstrap interval."""
+    a, b = _as_1d(a, "a"), _as_1d(b, "b")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    means_a = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(1)
+    means_b = b[rng.integers(0, len(b), size=(n_boot, len(b)))].mean(1)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(means_a - means_b, [alpha, 1 - alpha])
+    return float(a.mean() - b.mean()), float(low), float(high)
+
+
+def rank_correlation(x, y, method: str = "kendall") -> tuple[float, float]:
+    """Agreement of two orderings of the same models: Kendall's tau or Spearman's rho, and its p-value."""
+    x, y = _paired(x, y)
+    if method == "kendall":
+        result = _stats.kendalltau(x, y)
+    elif method == "spearman":
+        result = _stats.spearmanr(x, y)
+    else:
+        raise ValueError(f"unknown method {method!r}; choose 'kendall' or 'spearman'")
+    return float(result.statistic), float(result.pvalue)
