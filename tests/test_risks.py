@@ -1,0 +1,111 @@
+"""Risk experiments: attacks never alter their input, and each measure matches a hand case."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from genrec_lib.data import make_split
+from genrec_lib.evaluation import recommend
+from genrec_lib.models import get_model
+from genrec_lib.risks import attacks, fairness, feedback, privacy
+
+
+def _snapshot(split):
+    return {name: {f: getattr(getattr(split, name), f).copy() for f in ("user", "item", "timestamp", "row")}
+            for name in ("dataset", "train", "valid", "test")}, split.n_users, len(split.dataset.users)
+
+
+def _same(split, snapshot):
+    arrays, n_users, n_side = snapshot
+    assert split.n_users == n_users and len(split.dataset.users) == n_side
+    for name, fields in arrays.items():
+        for f, values in fields.items():
+            assert np.array_equal(getattr(getattr(split, name), f), values), (name, f)
+
+
+@pytest.mark.parametrize("attack", attacks.ATTACKS)
+def test_poisoning_never_alters_the_original_split(tiny_split, attack):
+    before = _snapshot(tiny_split)
+    poisoned, fake = attacks.poison_split(tiny_split, target=3, fraction=0.1, n_filler=5, attack=attack, seed=1)
+    _same(tiny_split, before)
+    assert len(fake) == 6 and poisoned.n_users == tiny_split.n_users + 6
+    # Fake users exist only in training, each with the target and 5 distinct fillers.
+    rows = np.isin(poisoned.train.user, fake)
+    assert rows.sum() == 6 * 6 and (poisoned.train.item[rows] == 3).sum() == 6
+    for u in fake:
+        assert len(set(poisoned.train.item[poisoned.train.user == u])) == 6
+    assert not np.isin(poisoned.test.user, fake).any() and len(poisoned.test) == len(tiny_split.test)
+    # The poisoned split trains and evaluates like any other.
+    model = get_model("itemknn").fit(poisoned)
+    assert recommend(model, poisoned, "test", k=5).shape == (poisoned.n_users, 5)
+
+
+def test_popular_attack_uses_popular_fillers(tiny_split):
+    popularity = tiny_split.train.item_popularity()
+    profiles = attacks.fake_profiles(tiny_split, target=0, n_fake=20, n_filler=3, attack="popular", popular_pool=5)
+    top = set(np.argsort(-popularity, kind="stable")[:6]) - {0}
+    assert set(profiles[:, 1:].ravel()) <= top
+    with pytest.raises(ValueError, match="unknown attack"):
+        attacks.fake_profiles(tiny_split, 0, 2, 3, attack="average")
+
+
+def test_feedback_and_membership_splits_leave_the_original_alone(tiny_split):
+    before = _snapshot(tiny_split)
+    table = feedback.simulate(tiny_split, lambda: get_model("pop"), rounds=2, k=5, n_accept=1)
+    _same(tiny_split, before)
+    assert list(table.index) == [0, 1, 2]
+    assert list(table["train rows"]) == [len(tiny_split.train) + r * tiny_split.n_users for r in range(3)]
+    members, mem, non = privacy.member_split(tiny_split, 0.5, seed=0)
+    _same(tiny_split, before)
+    assert len(mem) + len(non) == tiny_split.n_users
+    assert not np.isin(members.train.user, non).any()
+
+
+def test_exploration_slots_hold_unseen_unshown_items():
+    recs = np.array([[0, 1, 2, 3]])
+    seen = np.zeros((1, 10), bool); seen[0, [4, 5, 6, 7, 8]] = True
+    out = feedback.explore_lists(recs, seen, 10, 2, np.random.default_rng(0))
+    assert list(out[0, :2]) == [0, 1] and set(out[0, 2:]) <= {2, 3, 9} and len(set(out[0])) == 4
+
+
+def test_roc_auc_by_hand():
+    assert privacy.roc_auc([3, 4], [1, 2]) == 1.0
+    assert privacy.roc_auc([1, 2], [3, 4]) == 0.0
+    # Pairs (2>1), (2=2 counts 1/2), (0<1), (0<2): (1 + 0.5) / 4.
+    assert privacy.roc_auc([2, 0], [1, 2]) == pytest.approx(1.5 / 4)
+    auc, low, high = privacy.attack_auc(np.arange(50) + 0.5, np.arange(50), n_boot=200)
+    assert low <= auc <= high
+
+
+def test_verbatim_rate():
+    assert privacy.verbatim_rate(np.array([[1, 2], [3, 4]]), np.array([[1, 2], [3, 5]])) == (0.5, 0.75)
+
+
+def test_age_bands_and_groups(tiny_split):
+    assert list(fairness.age_bands([7, 24, 25, 34, 35, 44, 45, 73])) == ["<25", "<25", "25-34", "25-34", "35-44", "35-44", "45+", "45+"]
+    groups = fairness.user_groups(tiny_split, "gender")
+    assert set(groups) == {"F"}
+    with pytest.raises(ValueError, match="unknown user attribute"):
+        fairness.user_groups(tiny_split, "height")
+    values, users = np.array([1.0, 0.0, 1.0, 0.0]), np.array([0, 1, 2, 3])
+    labels = np.array(["a", "b", "a", "b"], dtype=object)
+    assert fairness.group_table(values, users, labels)["mean"].to_dict() == {"a": 1.0, "b": 0.0}
+    assert fairness.group_gap(values, users, labels, "a", "b")[0] == 1.0
+
+
+def test_outlier_detector_and_removal(tiny_split):
+    poisoned, fake = attacks.poison_split(tiny_split, target=3, fraction=0.2, n_filler=5, attack="random", seed=0)
+    flagged = attacks.flag_outlier_profiles(poisoned, threshold=0.0)
+    cleaned = attacks.remove_users(poisoned, flagged)
+    assert not np.isin(cleaned.train.user, flagged).any()
+    assert len(cleaned.test) == len(poisoned.test)
+
+
+def test_prompt_injection_helpers():
+    texts = ["Toy Story (1995). Genres: Animation.", "Heat (1995). Genres: Action."]
+    poisoned = attacks.inject_instruction(texts, 1)
+    assert texts[1] == "Heat (1995). Genres: Action." and attacks.INJECTION in poisoned[1]
+    clean = attacks.sanitise_item_text(poisoned[1])
+    assert "ignore" not in clean.lower() and "always rank" not in clean.lower() and clean.startswith("Heat (1995)")
+    assert attacks.sanitise_item_text(texts[0]) == "Toy Story (1995). Genres: Animation"
