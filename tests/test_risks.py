@@ -109,3 +109,20 @@ def test_prompt_injection_helpers():
     clean = attacks.sanitise_item_text(poisoned[1])
     assert "ignore" not in clean.lower() and "always rank" not in clean.lower() and clean.startswith("Heat (1995)")
     assert attacks.sanitise_item_text(texts[0]) == "Toy Story (1995). Genres: Animation"
+
+
+def test_explanation_checks_by_hand():
+    from genrec_lib.risks import hallucination as H
+
+    history = ["Usual Suspects, The (1995)", "Toy Story (1995)"]
+    hist_genres = [["Crime", "Thriller"], ["Animation", "Children's", "Comedy"]]
+    ok = H.check_explanation("Since you enjoyed The Usual Suspects, this crime story fits.", history, hist_genres,
+                             ["Crime", "Drama"], 1997, [1995, 1995])
+    assert ok["grounded"] and ok["mentions_history"] and ok["mentions_item_genre"] and not ok["contradicts"]
+    bad = H.check_explanation("A romantic western from 1962 you will love.", history, hist_genres, ["Crime"], 1997, [1995])
+    assert not bad["grounded"] and bad["contradicts"]
+    assert bad["foreign_genres"] == ["Romance", "Western"] and bad["foreign_years"] == [1962]
+    assert H.genres_named("a science fiction adventure") == {"Sci-Fi", "Adventure"}
+    assert H.out_of_catalogue_share([[1, None], [None, 3]]) == (0.5, 4)
+    assert H.agreement([1, 1, 0, 0], [1, 1, 0, 0]) == (1.0, 1.0)
+    assert H.agreement([1, 0, 1, 0], [1, 1, 0, 0])[1] == pytest.approx(0.0)

@@ -1,0 +1,129 @@
+"""Hallucination and grounding of LLM recommendations and explanations, checked automatically.
+
+An LLM recommender that *generates* titles can name films that do not exist (or not in
+this catalogue); one that *explains* a recommendation can cite things the user never did
+or facts the item does not have (Ji et al. 2023). The checks here are deliberately
+simple, transparent string rules over the item metadata, so that a reader can see why an
+explanation passed or failed; chapter 17 measures how far an LLM judge agrees with them.
+
+- :func:`out_of_catalogue_share`: the share of generated recommendations that match no item.
+- :func:`check_explanation`: is an explanation *grounded* (it names something the user
+  actually watched, or a genre the item really has) and does it *contradict* the data
+  (it names a genre or a year that neither the item nor the history has)?
+- :func:`agreement`: raw agreement and Cohen's kappa between a judge and the checks.
+
+Used by chapter 17.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from genrec_lib.data.movielens import ML100K_GENRES
+
+#: How a genre may be written in free text (lower case, besides its own name).
+GENRE_WORDS = {
+    "Sci-Fi": ("sci-fi", "science fiction", "science-fiction", "scifi"),
+    "Children's": ("children", "kids", "family"),
+    "Film-Noir": ("film-noir", "film noir", "noir"),
+    "Musical": ("musical",),
+    "Animation": ("animation", "animated", "cartoon"),
+    "Romance": ("romance", "romantic"),
+    "Comedy": ("comedy", "comedies", "comedic", "funny"),
+    "Horror": ("horror",),
+    "Thriller": ("thriller",),
+    "Documentary": ("documentary",),
+    "Western": ("western",),
+    "War": ("war film", "war movie", "war drama"),
+    "Action": ("action",),
+    "Adventure": ("adventure",),
+    "Crime": ("crime",),
+    "Drama": ("drama",),
+    "Fantasy": ("fantasy",),
+    "Mystery": ("mystery",),
+}
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9' -]", " ", text.lower())).strip()
+
+
+def genres_named(text: str) -> set[str]:
+    """The ML-100K genres a text names (by name or a common synonym)."""
+    low = " " + _normal(text) + " "
+    found = set()
+    for genre, words in GENRE_WORDS.items():
+        if any(re.search(rf"(?<![a-z]){re.escape(w)}(?![a-z])", low) for w in words):
+            found.add(genre)
+    return found
+
+
+def years_named(text: str) -> set[int]:
+    return {int(y) for y in re.findall(r"\b(19[0-9]{2}|20[0-2][0-9])\b", text)}
+
+
+def _core_title(title: str) -> str:
+    """A title without its year and trailing article, normalised (e.g. "Usual Suspects, The" -> "usual suspects")."""
+    title = re.sub(r"\(\d{4}\)", "", title)
+    title = re.sub(r",\s*(the|a|an|les|la|le|il|das|der|die)\s*$", "", title.strip(), flags=re.IGNORECASE)
+    title = re.sub(r"^(the|a|an)\s+", "", title.strip(), flags=re.IGNORECASE)
+    return _normal(title)
+
+
+def check_explanation(text: str, history_titles: list[str], history_genres: list[list[str]],
+                      item_genres: list[str], item_year=None, history_years=()) -> dict:
+    """Automatic grounding and contradiction checks of one explanation.
+
+    Returns:
+        ``{"grounded": bool, "contradicts": bool, "mentions_history": bool,
+        "mentions_item_genre": bool, "foreign_genres": [...], "foreign_years": [...]}``.
+    """
+    norm = " " + _normal(text) + " "
+    cores = [c for c in (_core_title(t) for t in history_titles) if len(c) >= 5]
+    mentions_history = any(f" {c} " in norm or f" {c}'" in norm for c in cores)
+    named = genres_named(text)
+    known_genres = set(item_genres) | {g for gs in history_genres for g in gs}
+    mentions_item_genre = bool(named & set(item_genres))
+    foreign_genres = sorted(named - known_genres)
+    known_years = {int(y) for y in [item_year, *history_years] if y is not None and not _isnan(y)}
+    foreign_years = sorted(years_named(text) - known_years)
+    return {
+        "grounded": mentions_history or mentions_item_genre,
+        "contradicts": bool(foreign_genres or foreign_years),
+        "mentions_history": mentions_history,
+        "mentions_item_genre": mentions_item_genre,
+        "foreign_genres": foreign_genres,
+        "foreign_years": foreign_years,
+    }
+
+
+def _isnan(value) -> bool:
+    try:
+        return bool(np.isnan(value))
+    except TypeError:
+        return False
+
+
+def out_of_catalogue_share(matches: list[list]) -> tuple[float, int]:
+    """Share of generated items that matched no catalogue item (``None``), and how many were generated."""
+    flat = [m for row in matches for m in row]
+    if not flat:
+        return float("nan"), 0
+    return float(np.mean([m is None for m in flat])), len(flat)
+
+
+def agreement(judge, reference) -> tuple[float, float]:
+    """(share of cases where the two binary labels agree, Cohen's kappa)."""
+    a, b = np.asarray(judge, dtype=bool), np.asarray(reference, dtype=bool)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"judge and reference need the same non-empty shape, got {a.shape} and {b.shape}")
+    observed = float((a == b).mean())
+    expected = float(a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean()))
+    kappa = 0.0 if expected == 1 else (observed - expected) / (1 - expected)
+    return observed, float(kappa)
+
+
+__all__ = ["GENRE_WORDS", "ML100K_GENRES", "agreement", "check_explanation", "genres_named", "out_of_catalogue_share",
+           "years_named"]
