@@ -127,3 +127,44 @@ def agreement(judge, reference) -> tuple[float, float]:
 
 __all__ = ["GENRE_WORDS", "ML100K_GENRES", "agreement", "check_explanation", "genres_named", "out_of_catalogue_share",
            "years_named"]
+
+
+# --- prompts (the LLM layer is genrec_lib.models.llm.lm) --------------------------------------
+
+def _history_block(history_names: list[str], history_facts: list[str] | None = None) -> str:
+    rows = history_names if history_facts is None else [f"{n} ({f})" for n, f in zip(history_names, history_facts)]
+    return "I have watched these movies, oldest first:\n" + "\n".join(f"{k + 1}. {r}" for k, r in enumerate(rows)) + "\n"
+
+
+def recommendation_prompt(lm, history_names: list[str], n: int = 5, candidates: list[str] | None = None) -> str:
+    """Ask for ``n`` titles, free (``candidates=None``) or grounded in a given list of catalogue titles."""
+    body = _history_block(history_names)
+    if candidates is not None:
+        body += "Choose only from these movies:\n" + "\n".join(f"- {c}" for c in candidates) + "\n"
+    body += f"Recommend {n} movies I should watch next. Answer with a numbered list of titles only."
+    return lm.chat(body, system="You are a movie recommender.")
+
+
+def explanation_prompt(lm, history_names: list[str], item_name: str, history_facts: list[str] | None = None,
+                       item_facts: str | None = None) -> str:
+    """Ask for a one-sentence explanation; with facts, the genres of every movie are in the prompt."""
+    body = _history_block(history_names, history_facts)
+    movie = item_name if item_facts is None else f"{item_name} ({item_facts})"
+    body += f"Explain in one sentence why I would like the movie {movie}."
+    return lm.chat(body, system="You are a movie recommender. Base every claim on the information given.")
+
+
+def judge_prompt(lm, facts: str, explanation: str) -> str:
+    """Ask the LLM whether an explanation is supported by the facts (answer Yes or No)."""
+    return lm.chat(f"Facts:\n{facts}\nExplanation: {explanation}\n"
+                   "Is every claim in the explanation supported by the facts? Answer Yes or No.",
+                   system="You check explanations of movie recommendations against the facts.")
+
+
+def judge_says_supported(lm, prompts: list[str]) -> np.ndarray:
+    """For each judge prompt, whether the LLM finds "Yes" more likely than "No" as its answer."""
+    out = []
+    for prompt in prompts:
+        scores = lm.score_continuations(prompt, ["Yes" + lm.end_text, "No" + lm.end_text]).sum.numpy()
+        out.append(scores[0] > scores[1])
+    return np.array(out, dtype=bool)
