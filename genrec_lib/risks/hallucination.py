@@ -100,10 +100,9 @@ def check_explanation(text: str, history_titles: list[str], history_genres: list
 
 
 def _isnan(value) -> bool:
-    try:
-        return bool(np.isnan(value))
-    except TypeError:
-        return False
+    import pandas as pd
+
+    return bool(pd.isna(value))
 
 
 def out_of_catalogue_share(matches: list[list]) -> tuple[float, int]:
