@@ -28,6 +28,10 @@ BANDS = {
         "bert4rec.test.ndcg@10": (0.055, 0.16), "gru4rec.test.ndcg@10": (0.050, 0.16),
     },
     "07_semantic_id_generative_retrieval": {"tiger.test.ndcg@10": (0.040, 0.16)},
+    "16_evaluating_generative_recommenders": {
+        "random.pop.test.ndcg@10": (0.090, 0.20), "random.itemknn.test.ndcg@10": (0.270, 0.40),
+        "random.ease.test.ndcg@10": (0.310, 0.42), "loo.ease.test.ndcg@10": (0.050, 0.16),
+    },
     "08_flows_flow_matching": {
         "flowcf.test.ndcg@10": (0.305, 0.40), "planarvae.test.ndcg@10": (0.280, 0.40),
         "multvae.test.ndcg@10": (0.280, 0.40), "diffrec.test.ndcg@10": (0.295, 0.40),
