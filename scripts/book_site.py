@@ -9,6 +9,7 @@ Used by ``tests/test_book.py`` (on the render build the tests make) and by
 ``scripts/build_book.sh`` (on the executed build, which also gets ``_build/pdf/book.pdf``)::
 
     python scripts/book_site.py check _build/html      # every page, printed as a report
+    python scripts/book_site.py check _build/html --pdf _build/pdf/book.pdf   # and print it
     python scripts/book_site.py pdf _build/html _build/pdf/book.pdf
     python scripts/book_site.py strip-solutions _build/student/_build/html
 """
@@ -162,12 +163,17 @@ class PageReport:
     n_images: int = 0
     n_figures: int = 0
     ipynb: list = field(default_factory=list)
+    pdf: bytes = b""
     problems: list = field(default_factory=list)
 
 
-def inspect_page(driver, base_url: str, html_dir: Path, page: str) -> PageReport:
-    """Load one page and list every problem a reader would meet on it."""
+def inspect_page(driver, base_url: str, html_dir: Path, page: str, pdf: bool = False) -> PageReport:
+    """Load one page and list every problem a reader would meet on it; with ``pdf``, also
+    print it while it is loaded (``report.pdf``), which saves loading it twice."""
     report = PageReport(page)
+    if not (html_dir / f"{page}.html").is_file():
+        report.problems.append(f"the page is missing from the build ({page}.html)")
+        return report
     driver.get_log("browser")  # drop messages of earlier pages
     driver.get(base_url + quote(page) + ".html")
     seen = driver.execute_async_script(_INSPECT_JS)
@@ -177,6 +183,8 @@ def inspect_page(driver, base_url: str, html_dir: Path, page: str) -> PageReport
     report.title, report.n_math, report.n_figures = seen["title"], seen["n_math"], seen["n_figures"]
     report.n_images, report.ipynb = len(seen["images"]), seen["ipynb"]
     report.h1, report.prose = seen["h1"], seen["prose"]
+    if pdf:
+        report.pdf = print_page(driver)
     if "404" in seen["title"] or "not found" in seen["title"].lower():
         report.problems.append(f"page not found ({seen['title']})")
     for tex in seen["untypeset"]:
@@ -256,28 +264,43 @@ def screenshot(driver, base_url: str, page: str, path: Path, scroll_to: str | No
     return path
 
 
-def print_pdf(driver, base_url: str, pages: list[str], out: Path) -> Path:
-    """Print every page (A4, the theme's print style) and join them into one PDF with an outline."""
+def print_page(driver) -> bytes:
+    """The page now loaded, printed (A4, the theme's print style) to PDF bytes."""
+    pdf = driver.execute_cdp_cmd("Page.printToPDF", {
+        "printBackground": True, "paperWidth": 8.27, "paperHeight": 11.69,
+        "marginTop": 0.5, "marginBottom": 0.5, "marginLeft": 0.5, "marginRight": 0.5,
+    })
+    return base64.b64decode(pdf["data"])
+
+
+def join_pdf(parts: list[tuple[str, bytes]], out: Path) -> Path:
+    """One PDF from (outline title, PDF bytes) parts, in order, with a bookmark per part."""
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter()
-    for page in pages:
-        driver.get(base_url + quote(page) + ".html")
-        seen = driver.execute_async_script(_INSPECT_JS)
-        pdf = driver.execute_cdp_cmd("Page.printToPDF", {
-            "printBackground": True, "paperWidth": 8.27, "paperHeight": 11.69,
-            "marginTop": 0.5, "marginBottom": 0.5, "marginLeft": 0.5, "marginRight": 0.5,
-        })
-        reader = PdfReader(io.BytesIO(base64.b64decode(pdf["data"])))
+    for title, data in parts:
         start = len(writer.pages)
-        writer.append(reader)
-        title = seen.get("title", page).split(" — ")[0].strip() or page
-        writer.add_outline_item(title, start)
+        writer.append(PdfReader(io.BytesIO(data)))
+        writer.add_outline_item(title=title, page_number=start)
     writer.add_metadata({"/Title": _book_title()})
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as handle:
         writer.write(handle)
     return out
+
+
+def print_pdf(driver, base_url: str, pages: list[str], out: Path) -> Path:
+    """Print every page once its equations are typeset and join them into one PDF."""
+    parts = []
+    for page in pages:
+        driver.get(base_url + quote(page) + ".html")
+        seen = driver.execute_async_script(_INSPECT_JS)
+        parts.append((_outline_title(seen.get("h1") or seen.get("title") or page), print_page(driver)))
+    return join_pdf(parts, out)
+
+
+def _outline_title(title: str) -> str:
+    return title.split(" — ")[0].strip().rstrip("#").strip()
 
 
 def _book_title() -> str:
@@ -317,10 +340,14 @@ def strip_solutions(html_dir: Path) -> list[Path]:
     return changed
 
 
-def check_site(html_dir: Path, pages: list[str] | None = None) -> list[PageReport]:
+def check_site(html_dir: Path, pages: list[str] | None = None, pdf: Path | None = None) -> list[PageReport]:
     pages = pages or toc_pages(ROOT)
     with serve(html_dir) as base_url, browser() as driver:
-        return [inspect_page(driver, base_url, html_dir, page) for page in pages]
+        reports = [inspect_page(driver, base_url, html_dir, page, pdf=pdf is not None) for page in pages]
+    if pdf is not None:
+        join_pdf([(_outline_title(r.h1 or r.title or r.page), r.pdf) for r in reports], pdf)
+        print(f"PDF: {pdf}")
+    return reports
 
 
 def main(argv=None) -> int:
@@ -328,6 +355,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="load every page of the table of contents and report problems")
     check.add_argument("html_dir", type=Path)
+    check.add_argument("--pdf", type=Path, help="also print every page into this PDF (one load per page)")
     pdf = sub.add_parser("pdf", help="print every page of the table of contents into one PDF")
     pdf.add_argument("html_dir", type=Path)
     pdf.add_argument("out", type=Path)
@@ -344,7 +372,7 @@ def main(argv=None) -> int:
         print(f"headless Chromium not installed ({INSTALL_HINT}): the browser step is skipped")
         return 0
     if args.command == "check":
-        reports = check_site(args.html_dir)
+        reports = check_site(args.html_dir, pdf=args.pdf)
         failed = [r for r in reports if r.problems]
         for r in reports:
             status = "ok" if not r.problems else f"{len(r.problems)} problem(s)"

@@ -38,5 +38,4 @@ if [ "$student" = 1 ]; then
     "$PYTHON" scripts/book_site.py strip-solutions _build/student/_build/html
     echo "Student version: $(pwd)/_build/student/_build/html/index.html"
 fi
-"$PYTHON" scripts/book_site.py check _build/html
-"$PYTHON" scripts/book_site.py pdf _build/html _build/pdf/book.pdf
+"$PYTHON" scripts/book_site.py check _build/html --pdf _build/pdf/book.pdf

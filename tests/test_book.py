@@ -105,7 +105,8 @@ def site(render):
 @pytest.fixture(scope="module")
 def pages(site):
     html, base_url, driver = site
-    return {page: book_site.inspect_page(driver, base_url, html, page) for page in toc_pages(ROOT)}
+    # Each page is printed while it is loaded, for test_printed_book_has_every_chapter.
+    return {page: book_site.inspect_page(driver, base_url, html, page, pdf=True) for page in toc_pages(ROOT)}
 
 
 def test_every_page_reads_as_in_a_browser(pages):
@@ -138,7 +139,7 @@ def test_search_finds_models_by_their_papers_names(site, pages):
         found = set(book_site.search(driver, base_url, name))
         assert found & expected, f"searching {name!r} found {sorted(found)}, none of {sorted(expected)}"
         checked += 1
-        if checked == 4:
+        if checked == 2:
             break
     assert checked, "no registered model is named in any chapter's text"
     assert book_site.search(driver, base_url, "zzzqqqxx-not-a-word") == []
@@ -156,12 +157,11 @@ def test_screenshots_of_three_pages(site, pages):
         assert path.stat().st_size > 10_000, f"{path} is suspiciously small"
 
 
-def test_printed_book_has_every_chapter(site, pages):
+def test_printed_book_has_every_chapter(pages):
     from pypdf import PdfReader
 
-    _, base_url, driver = site
     order = list(pages)
-    pdf = book_site.print_pdf(driver, base_url, order, ARTEFACTS / "book.pdf")
+    pdf = book_site.join_pdf([(pages[p].h1, pages[p].pdf) for p in order], ARTEFACTS / "book.pdf")
     reader = PdfReader(pdf)
     outline = [(item.title, reader.get_destination_page_number(item)) for item in reader.outline]
     assert len(outline) == len(order), "one outline entry per page of the table of contents"
