@@ -22,6 +22,7 @@ import scipy.sparse as sp
 import torch
 
 from genrec_lib.evaluation.metrics import compute_metrics
+from genrec_lib.evaluation.metrics import genre_matrix as _genre_matrix
 
 
 def _valid(lists: torch.Tensor) -> torch.Tensor:
@@ -31,16 +32,12 @@ def _valid(lists: torch.Tensor) -> torch.Tensor:
 
 
 def genre_matrix(items: pd.DataFrame) -> tuple[torch.Tensor, list[str]]:
-    """Multi-hot genres (I, G) from an item table with a ``genres`` list column, and the genre names."""
+    """Multi-hot genres (I, G) float32 from an item table with a ``genres`` column, and the genre names
+    (:func:`genrec_lib.evaluation.metrics.genre_matrix` on the table's column)."""
     if "genres" not in items:
         raise ValueError("the item table has no 'genres' column")
-    names = sorted({g for genres in items["genres"] if isinstance(genres, list) for g in genres})
-    index = {g: j for j, g in enumerate(names)}
-    G = torch.zeros(len(items), len(names))
-    for i, genres in enumerate(items["genres"]):
-        for g in genres if isinstance(genres, list) else []:
-            G[i, index[g]] = 1.0
-    return G, names
+    G, names = _genre_matrix(list(items["genres"]))
+    return G.float(), names
 
 
 def jaccard(G: torch.Tensor) -> torch.Tensor:
