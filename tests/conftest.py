@@ -77,8 +77,18 @@ def bench_record(monkeypatch, tmp_path):
         settings = [arg for key, value in overrides.items() for arg in ("--set", f"{key}={value!r}")]
         assert cli.main(["bench", "--protocol", protocol, "--model", name, "--json", str(out), *settings]) == 0
         record = json.loads(out.read_text())
-        assert record["model"] == name and record["fit_seconds"] >= 0 and record["eval_seconds"] >= 0
-        assert 0 <= record["metrics"]["test"]["ndcg@10"] <= 1
+        assert record["model"] == name and record["protocol"] == protocol
+        # every --set reached the record (JSON turns tuples into lists)
+        assert {k: record["overrides"][k] for k in overrides} == json.loads(json.dumps(overrides))
+        if "epochs" in overrides:  # the loop honoured the budget and kept an epoch it ran
+            assert 1 <= record["best_epoch"] <= record["epochs"] <= overrides["epochs"]
+        for stage in ("valid", "test"):  # metrics that must grow with K, and HR >= Recall
+            m = record["metrics"][stage]
+            for metric in ("recall", "hit", "mrr", "precision@k*k"):
+                name_ = metric.split("@")[0]
+                values = [m[f"{name_}@{k}"] * (k if metric.endswith("k*k") else 1) for k in cli.REPORT_KS]
+                assert values == sorted(values), f"{stage} {name_}@K decreases with K: {values}"
+            assert all(m[f"hit@{k}"] >= m[f"recall@{k}"] - 1e-9 for k in cli.REPORT_KS)
         return record
 
     return run
