@@ -36,6 +36,10 @@ BANDS = {
         "flowcf.test.ndcg@10": (0.305, 0.40), "planarvae.test.ndcg@10": (0.280, 0.40),
         "multvae.test.ndcg@10": (0.280, 0.40), "diffrec.test.ndcg@10": (0.295, 0.40),
     },
+    "09_structured_outputs": {
+        "slate.ease_greedy.ndcg_at_10": (0.300, 0.42), "slate.ease_mmr.ndcg_at_10": (0.280, 0.42),
+        "slate.listcvae_slate.ndcg_at_10": (0.100, 0.35),
+    },
 }
 
 
