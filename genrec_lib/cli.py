@@ -1,6 +1,7 @@
 """The ``genrec`` command line: benchmark a model, export a split.
 
     genrec bench --dataset ml-100k --protocol random --model ease [--seed 2020] [--json PATH] [--unmasked]
+    genrec bench --protocol llmrank --model llm-zeroshot   # 200 users x 20 candidates
     genrec data export --dataset ml-100k --protocol loo --seed 2020 --out DIR
     genrec leaderboard --protocol random [--models ease,bpr] [--seeds 2020 2021] [--no-train] --out DIR
 
@@ -19,6 +20,8 @@ from pathlib import Path
 from genrec_lib.data import DATASETS, PROTOCOLS
 
 REPORT_KS = (5, 10, 20)
+#: ``genrec bench`` protocols: the data splits, plus ``llmrank`` (20 candidates per user on ``loo``).
+BENCH_PROTOCOLS = PROTOCOLS + ("llmrank",)
 
 
 class UsageError(Exception):
@@ -34,6 +37,12 @@ def _model_names() -> list[str]:
     from genrec_lib.models import MODELS
 
     return sorted(MODELS)
+
+
+def get_model_class(name: str):
+    from genrec_lib.models import MODELS
+
+    return MODELS[name]
 
 
 def _choice(kind: str, value: str, choices) -> str:
@@ -142,7 +151,7 @@ def bench(dataset: str, protocol: str, model_name: str, seed: int = 2020, overri
     from genrec_lib.models import MODELS
     from genrec_lib.training import seed_everything
 
-    split = load_split(dataset, protocol, seed)
+    split = load_split(dataset, "loo" if protocol == "llmrank" else protocol, seed)
     seed_everything(seed)
     model = MODELS[model_name](**(overrides or {}))
     if hasattr(model, "seed"):
@@ -150,8 +159,19 @@ def bench(dataset: str, protocol: str, model_name: str, seed: int = 2020, overri
     start = time.perf_counter()
     model.fit(split)
     fit_seconds = time.perf_counter() - start
-    valid = evaluate(model, split, "valid", ks=REPORT_KS)
-    test = evaluate(model, split, "test", ks=REPORT_KS)
+    extra = {}
+    if protocol == "llmrank":
+        from genrec_lib.evaluation.llmrank import evaluate_llmrank, intervals, make_llmrank_task
+
+        valid = evaluate_llmrank(model, make_llmrank_task(split, "valid", seed=seed))
+        test = evaluate_llmrank(model, make_llmrank_task(split, "test", seed=seed))
+        extra = {"n_users": len(test.users), "n_candidates": 20,
+                 "ci95": {m: [round(low, 4), round(high, 4)] for m, (_, low, high) in intervals(test).items()}}
+        if hasattr(model, "model_name"):
+            extra["llm"] = model.model_name
+    else:
+        valid = evaluate(model, split, "valid", ks=REPORT_KS)
+        test = evaluate(model, split, "test", ks=REPORT_KS)
     record = {
         "model": model_name,
         "dataset": dataset,
@@ -162,6 +182,7 @@ def bench(dataset: str, protocol: str, model_name: str, seed: int = 2020, overri
         "fit_seconds": round(fit_seconds, 3),
         "eval_seconds": round(test.seconds, 3),
         "device": str(model.device),
+        **extra,
     }
     if unmasked:
         record["metrics_unmasked"] = {stage: evaluate(model, split, stage, ks=REPORT_KS, mask_seen=False).metrics
@@ -175,9 +196,17 @@ def bench(dataset: str, protocol: str, model_name: str, seed: int = 2020, overri
 
 
 def format_table(record: dict) -> str:
-    names = [f"{m}@{k}" for m in ("recall", "ndcg", "hit", "mrr", "precision") for k in REPORT_KS]
+    if record["protocol"] == "llmrank":
+        from genrec_lib.evaluation.llmrank import LLMRANK_METRICS as names
+    else:
+        names = [f"{m}@{k}" for m in ("recall", "ndcg", "hit", "mrr", "precision") for k in REPORT_KS]
     lines = [f"{record['model']} on {record['dataset']} ({record['protocol']}, seed {record['seed']}): "
              f"fit {record['fit_seconds']:.2f} s, test evaluation {record['eval_seconds']:.3f} s, device {record['device']}"]
+    if "llm" in record:
+        lines.append(f"language model: {record['llm']}")
+    if "ci95" in record:
+        lines.append(f"{record['n_users']} users x {record['n_candidates']} candidates; 95% bootstrap intervals (test): "
+                     + ", ".join(f"{m} [{lo:.3f}, {hi:.3f}]" for m, (lo, hi) in record["ci95"].items()))
     if "epochs" in record:
         lines.append(f"epochs {record['epochs']} (best {record['best_epoch']}), {record['seconds_per_epoch']:.3f} s/epoch")
     unmasked = record.get("metrics_unmasked")
@@ -247,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             raise UsageError("missing command; choose one of: bench, data, leaderboard")
         _choice("dataset", args.dataset, DATASETS)
-        _choice("protocol", args.protocol, PROTOCOLS)
+        _choice("protocol", args.protocol, BENCH_PROTOCOLS if args.command == "bench" else PROTOCOLS)
         if args.command == "bench":
             if args.model is None:
                 raise UsageError(f"missing --model; choose one of: {', '.join(_model_names())}")
@@ -255,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
             json_path = _writable_file(args.json) if args.json else None
             overrides = parse_overrides(args.set)
             _check_overrides(args.model, overrides)
+            if args.protocol != "llmrank" and hasattr(get_model_class(args.model), "score_candidates"):
+                raise UsageError(f"model {args.model!r} ranks candidate texts only; use --protocol llmrank")
+            if args.protocol == "llmrank" and args.unmasked:
+                raise UsageError("--unmasked applies to full ranking (random, loo); llmrank candidates are never seen items")
         elif args.command == "leaderboard":
             from genrec_lib.evaluation.leaderboard import registered_models
 
