@@ -88,6 +88,10 @@ class LLMRank(Recommender):
     def model_name(self) -> str:
         return self.lm.name
 
+    @property
+    def device(self) -> torch.device:
+        return self.lm.device if hasattr(self, "lm") else torch.device("cpu")
+
     def score(self, batch):
         raise NotImplementedError(f"{self.name} ranks candidate texts only; evaluate it with the llmrank protocol "
                                   "(genrec bench --protocol llmrank)")
@@ -106,7 +110,7 @@ class LLMRank(Recommender):
         return out
 
     # --- prompts -------------------------------------------------------------------------
-    def _history_text(self, history) -> str:
+    def history_text(self, history) -> str:
         lines = "\n".join(f"{k + 1}. {self.names[i]}" for k, i in enumerate(history))
         return f"I have watched these movies, oldest first:\n{lines}\n"
 
@@ -121,13 +125,13 @@ class LLMRank(Recommender):
 
     def _examples(self, user: int | None):
         shots = [e for e in self.examples_ if e[0] != user][: self.n_shots]
-        return [(self._history_text(h) + self._ask(), self.names[nxt]) for _, h, nxt in shots]
+        return [(self.history_text(h) + self._ask(), self.names[nxt]) for _, h, nxt in shots]
 
     def prompt(self, history, candidates=None, user: int | None = None) -> str:
         """The chat prompt for one user; the oldest history items go first when it is too long."""
         history = list(history)[-self.n_history :]
         while True:
-            body = self._history_text(history) if history else "I have not watched any movies yet.\n"
+            body = self.history_text(history) if history else "I have not watched any movies yet.\n"
             if self.list_candidates and candidates is not None:
                 body += self._candidate_text(candidates)
             text = self.lm.chat(body + self._ask(), system=SYSTEM, examples=self._examples(user))
@@ -143,7 +147,7 @@ class LLMRank(Recommender):
     def _pointwise_parts(self, history, user) -> tuple[str, list[str]]:
         """Shared prefix (history, user turn left open) and, per candidate, the question + answer cue."""
         slot = "\u0000SLOT\u0000"
-        body = self._history_text(list(history)[-self.n_history :])
+        body = self.history_text(list(history)[-self.n_history :])
         text = self.lm.chat(body + slot, system=SYSTEM, examples=self._examples(user))
         prefix, suffix = text.split(slot)
         return prefix, suffix
@@ -241,7 +245,7 @@ def rank_by_generation(ranker: LLMRank, task, max_new_tokens: int = 80, n_ranked
            "best first, one per line, nothing else.")
     prompts = []
     for user, history, candidates in zip(task.users, task.history, task.candidates):
-        body = ranker._history_text(list(history)[-ranker.n_history :]) + ranker._candidate_text(candidates)
+        body = ranker.history_text(list(history)[-ranker.n_history :]) + ranker._candidate_text(candidates)
         prompts.append(ranker.lm.chat(body + ask, system=SYSTEM))
     texts = ranker.lm.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     scores = torch.full(task.candidates.shape, float("-inf"))
