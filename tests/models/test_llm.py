@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from genrec_lib.data import make_split
-from genrec_lib.evaluation.llmrank import evaluate_llmrank, make_llmrank_task
+from genrec_lib.evaluation.llmrank import candidate_scores, evaluate_llmrank, make_llmrank_task
 from genrec_lib.models import get_model
 from genrec_lib.models.llm.items import TitleMatcher, display_title, item_names, normalise_title, parse_list
 from genrec_lib.models.llm.lm import TitleTrie, load_lm
@@ -69,15 +69,22 @@ def test_generation_and_constrained_generation(lm, ml100k):
     assert all(0 <= i < ml100k.n_items for i in items)
 
 
-def test_llmrank_ranker_beats_chance_and_names_its_model(lm, loo):
-    task = make_llmrank_task(loo, "test", seed=2020).subset(np.arange(16))
+def test_llmrank_rankers_score_titles_by_likelihood(lm, loo):
+    task = make_llmrank_task(loo, "test", seed=2020).subset(np.arange(3))
     ranker = get_model("llm-zeroshot").fit(loo, lm=lm)
     assert "SmolLM2" in ranker.model_name
-    result = evaluate_llmrank(ranker, task)
-    # 16 users are few; the title likelihood still carries popularity, above a 0.23 chance level
-    assert 0.25 < result["ndcg@10"] < 0.9
-    prompt = ranker.prompt(task.history[0])
-    assert all(names in prompt for names in [ranker.names[i] for i in task.history[0][-3:]])
+    scores = candidate_scores(ranker, task)
+    assert scores.shape == (3, 20) and torch.isfinite(scores).all()
+    # the score of a candidate is log p(title, END | the user's prompt), computed here directly
+    prompt = ranker.prompt(task.history[1])
+    direct = lm.score_continuations(prompt, [ranker.names[i] + lm.end_text for i in task.candidates[1]]).sum
+    assert torch.allclose(scores[1], direct, atol=1e-3)
+    assert all(ranker.names[i] in prompt for i in task.history[1][-3:])
+    # calibration subtracts the same titles' log-likelihood under the no-history prompt
+    calibrated = get_model("llm-calibrated").fit(loo, lm=lm)
+    neutral = calibrated.neutral_scores(task.candidates[0])
+    assert np.allclose(candidate_scores(calibrated, task.subset([0]))[0].numpy(), scores[0].numpy() - neutral, atol=1e-3)
+    assert 0 <= evaluate_llmrank(ranker, task)["ndcg@10"] <= 1
 
 
 def test_prompt_truncation_drops_oldest_history(lm, loo):
