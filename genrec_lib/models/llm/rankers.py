@@ -60,6 +60,9 @@ class LLMRank(Recommender):
         seed: seeds the in-context examples and the candidate orders.
     """
 
+    #: ranks candidate texts only: the leaderboard and ``genrec bench`` use it on ``llmrank``
+    protocols = ("llmrank",)
+
     def __init__(self, scoring: str = "likelihood", reduce: str = "sum", n_history: int = 20, n_shots: int = 0,
                  list_candidates: bool = False, n_orders: int = 1, max_prompt_tokens: int = 1024,
                  model_id: str | None = None, batch_size: int = 32, seed: int = 2020):
