@@ -23,6 +23,9 @@ batches are large (the whole user set fits in memory) and early stopping uses
 validation NDCG@10 every ``eval_every`` epochs. Defaults were tuned on the validation
 split of ML-100K: a 200-unit denoiser (the paper's 1,000 units over-fit this small
 dataset; 200 and 300 units were within validation noise, and the smaller is cheaper).
+Every rating counts as an interaction, where the paper's "clean training" setting keeps
+only ratings of 4 or more; L-DiffRec (latent diffusion over item clusters) and T-DiffRec
+(time-aware reweighting of interactions) are not implemented.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ target larger data). On ML-100K validation chose a cap of 1.0 reached after 400 
 (about 100 epochs): a small dataset needs the full KL regulariser, while the paper's
 caps near 0.2 were chosen on much larger ones. The Mult-DAE code is 200-dimensional behind the same 600-unit
 hidden layer as Mult-VAE (the paper's DAE drops the hidden layer); this matched or beat
-the shallow variant on validation.
+the shallow variant on validation. Every rating counts as an interaction, where the paper
+keeps only ratings of 4 or more as positives.
 """
 
 from __future__ import annotations
