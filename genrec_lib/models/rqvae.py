@@ -1,15 +1,18 @@
 """RQ-VAE: residual-quantised autoencoder that turns item embeddings into semantic IDs.
 
-Zeghidour et al., "SoundStream" (2021), https://arxiv.org/abs/2107.03312, introduced residual
-vector quantisation; Lee et al. (CVPR 2022), https://arxiv.org/abs/2203.01941, the RQ-VAE;
-Rajput et al., "Recommender Systems with Generative Retrieval" (TIGER, NeurIPS 2023),
-https://arxiv.org/abs/2305.05065, use it to give each item a short tuple of codes.
+Residual (multistage) vector quantisation goes back to speech coding (Juang & Gray, ICASSP
+1982) and is used in neural codecs such as SoundStream (Zeghidour et al., 2021,
+https://arxiv.org/abs/2107.03312); Lee et al. (CVPR 2022), https://arxiv.org/abs/2203.01941,
+named the RQ-VAE; Rajput et al., "Recommender Systems with Generative Retrieval" (TIGER,
+NeurIPS 2023), https://arxiv.org/abs/2305.05065, use it to give each item a short tuple of codes.
 
 An MLP encoder maps an item's text embedding x to a latent z. Level 1 picks the nearest
 codeword e_1 of codebook 1 to z; level 2 quantises the residual r_2 = z - e_1 with codebook 2,
 and so on: the code tuple (c_1, ..., c_m) is coarse-to-fine, so similar items share prefixes.
 The decoder reconstructs x from z_q = sum_l e_l. The loss is
-``||x - x_hat||^2 + sum_l ||sg[r_l] - e_l||^2 + beta ||r_l - sg[e_l]||^2`` with the
+``||x - x_hat||^2 + sum_l (||sg[r_l] - e_l||^2 + beta ||r_l - sg[e_l]||^2)`` (TIGER's per-level
+form; Lee et al. share one codebook across levels, update it by moving averages and commit
+the partial sums instead) with the
 straight-through estimator for the gradient of z. Items whose tuples collide get one
 more code, 0, 1, 2, ... (the disambiguation level), so every item has a unique ID.
 
