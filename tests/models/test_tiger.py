@@ -121,8 +121,10 @@ def test_cold_slots_put_prefix_sharing_cold_items_into_the_top_k_up_to_the_cap(s
     is_cold[torch.topk(plain, 12, dim=1).indices[:, 11].unique()] = True  # items just outside the top 10
     boosted = model.score_with_cold_slots(batch, is_cold, k=10, max_share=0.2, shared_levels=1)
     top = torch.topk(boosted, 10, dim=1).indices
-    assert not torch.gather(batch.seen, 1, top).any()
-    cold_in_top = is_cold[top].sum(1)
+    ranked = torch.isfinite(boosted.gather(1, top))  # places the beam (or a cold prefix) filled
+    assert not (torch.gather(batch.seen, 1, top).bool() & ranked).any()
+    assert not torch.isfinite(boosted[batch.seen > 0]).any()  # seen items are never scored
+    cold_in_top = (is_cold[top] & ranked).sum(1)
     assert (cold_in_top >= 1).float().mean() > 0.5  # most users now see a cold item
     assert (cold_in_top <= 2).all()  # never more than max_share * k
     # Warm items keep the plain beam's order: they are the plain top list with cold items taken out.
@@ -132,7 +134,8 @@ def test_cold_slots_put_prefix_sharing_cold_items_into_the_top_k_up_to_the_cap(s
         assert warm == [i for i in row if not is_cold[i]][: len(warm)]
     # No shared prefix at all (the paper's rule on a catalogue where cold IDs match nothing): plain scores.
     none = torch.zeros_like(is_cold)
-    assert torch.equal(model.score_with_cold_slots(batch, none), plain)
+    unranked = plain.masked_fill(plain <= -1e37, float("-inf"))  # masked_scores lifts a model's own -inf to -1e38
+    assert torch.equal(model.score_with_cold_slots(batch, none), unranked)
     with pytest.raises(ValueError, match="max_share"):
         model.score_with_cold_slots(batch, is_cold, max_share=1.5)
     with pytest.raises(ValueError, match="shared_levels"):
