@@ -19,6 +19,9 @@ BANDS = {
     "02_protocols_metrics_baselines": {
         "pop.test.ndcg@10": (0.133, 0.143), "itemknn.test.ndcg@10": (0.270, 0.40),  # Pop: deterministic up to ties, .138
         "bpr.test.ndcg@10": (0.280, 0.40), "ease.test.ndcg@10": (0.310, 0.42),
+        # leave-one-out with random tie order and the input cut before the target (chapter 02's tie section);
+        # a constant scorer must sit near chance (~.006): ties broken by item index gave .020
+        "loo.pop.test.ndcg@10": (0.030, 0.055), "ties.constant_scorer_hit@10": (0.0, 0.012),
     },
     "03_variational_autoencoders": {"multvae.test.ndcg@10": (0.290, 0.40), "multdae.test.ndcg@10": (0.280, 0.40)},
     "04_adversarial_recommenders": {"cfgan.test.ndcg@10": (0.275, 0.40)},
