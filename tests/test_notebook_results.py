@@ -35,6 +35,13 @@ BANDS = {
         "random.pop.test.ndcg@10": (0.090, 0.20), "random.itemknn.test.ndcg@10": (0.270, 0.40),
         "random.ease.test.ndcg@10": (0.310, 0.42), "loo.ease.test.ndcg@10": (0.050, 0.16),
     },
+    "17_risks_and_harms": {
+        # long-tail items get far less than their 80% share of the catalogue; a leak would not change this
+        "exposure.ease.long_tail_share": (0.0, 0.5),
+        # an overfit Mult-VAE leaks membership (AUC > .5); an AUC near 1 would mean the attack reads labels
+        "privacy.mia_auc.overfit": (0.55, 0.95), "privacy.mia_auc.regularised": (0.40, 0.90),
+        "feedback.multvae_exploration.coverage_last": (0.30, 1.0),
+    },
     "08_flows_flow_matching": {
         "flowcf.test.ndcg@10": (0.305, 0.40), "planarvae.test.ndcg@10": (0.280, 0.40),
         "multvae.test.ndcg@10": (0.280, 0.40), "diffrec.test.ndcg@10": (0.295, 0.40),
