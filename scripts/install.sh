@@ -18,3 +18,13 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
         echo "install.sh: chromium not found; install it (sudo apt-get install chromium chromium-driver) to check the built book in a browser"
     fi
 fi
+# The image catalogue of Part III (chapters 14-15): a Debian package of captioned images.
+if [ ! -d /usr/share/tuxpaint/stamps ] && [ -z "${GENREC_STAMPS:-}" ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq tuxpaint-stamps-default >/dev/null
+  else
+    echo "install.sh: apt-get is not available; chapters 14-15 need the Debian package tuxpaint-stamps-default" >&2
+    echo "  (or unpack its .deb with 'dpkg-deb -x' and set GENREC_STAMPS to its usr/share/tuxpaint/stamps folder)" >&2
+  fi
+fi
