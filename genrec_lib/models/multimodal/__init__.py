@@ -1,0 +1,1 @@
+"""Part III: multimodal models: a joint image-text space (LiT), VBPR, content, a generator."""
