@@ -137,7 +137,7 @@ def nearest_pixel_distance(queries: torch.Tensor, references: torch.Tensor, excl
     With ``exclude_self`` (queries are the references) each image's distance to itself is ignored.
     """
     q, r = queries.flatten(1), references.flatten(1)
-    d = torch.cdist(q, r) / q.shape[1] ** 0.5  # (Q, R) RMS difference per pixel
+    d = torch.cdist(q, r, compute_mode="donot_use_mm_for_euclid_dist") / q.shape[1] ** 0.5  # (Q, R) RMS per pixel
     if exclude_self:
         d.fill_diagonal_(float("inf"))
     return d.min(1).values
