@@ -216,34 +216,49 @@ class TIGER(TrainableRecommender):
         return spare[:, :-1]
 
     @torch.no_grad()
-    def score_with_cold_slots(self, batch: UserBatch, is_cold: torch.Tensor, slots: int = 2, k: int = 10,
-                              shared_levels: int = 2) -> torch.Tensor:
-        """Scores whose top ``k`` keeps up to ``slots`` places for cold items (the paper's cold-start quota).
+    def score_with_cold_slots(self, batch: UserBatch, is_cold: torch.Tensor, k: int = 10, max_share: float = 0.1,
+                              shared_levels: int | None = None) -> torch.Tensor:
+        """Scores whose top ``k`` may hold cold items, at most ``max_share * k`` of them (the paper's ε rule).
 
-        A cold item (``is_cold``, (n_items,) bool: never a training target) becomes a candidate
-        when its first ``shared_levels`` codes equal those of a generated beam, and inherits the
-        best such beam's log-probability. The best ``slots`` candidates take the last ``slots``
-        places of the user's top ``k``; the rest of the ranking is the plain beam's.
+        TIGER's cold-start rule (Rajput et al., Sec. 4.3): a generated ID retrieves the
+        item it names and also every cold item (``is_cold``, (n_items,) bool: never a
+        training target) whose first ``shared_levels`` codes equal its own; the paper
+        matches all content codes, i.e. everything but the disambiguation code (the
+        default, ``shared_levels = m``), and caps the share of cold items in the top ``k``
+        at ``max_share`` (ε). A cold candidate inherits the log-probability of its best
+        matching beam and is ranked just after that beam's item; only the best
+        ``floor(max_share * k)`` cold items are kept, the others score ``-inf``. Warm items
+        keep the plain beam's scores and order.
         """
-        check_positive(slots=slots, k=k, shared_levels=shared_levels)
-        if slots >= k or shared_levels > self.n_levels:
-            raise ValueError(f"need slots < k and shared_levels <= {self.n_levels}, got {slots}, {k}, {shared_levels}")
+        m = self.n_levels - 1  # content codes; the last level only separates collisions
+        shared_levels = m if shared_levels is None else shared_levels
+        check_positive(k=k, max_share=max_share, shared_levels=shared_levels)
+        if max_share > 1 or shared_levels > m:
+            raise ValueError(f"need max_share <= 1 and shared_levels <= {m} (the content codes), "
+                             f"got max_share={max_share}, shared_levels={shared_levels}")
+        if is_cold.shape != (batch.seen.shape[1],) or is_cold.dtype != torch.bool:
+            raise ValueError(f"is_cold must be a bool tensor of shape ({batch.seen.shape[1]},), got "
+                             f"{tuple(is_cold.shape)} {is_cold.dtype}")
+        n_cold = int(max_share * k)  # the cap, e.g. 1 of 10 for the paper's ε = 0.1
         items, logp = self.generate(batch, constrained=self.constrained)  # (B, W)
-        scores = self._beam_scores(batch, items, logp).masked_fill(batch.seen > 0, float("-inf"))
-        prefix_of = getattr(self, f"node_of_item_{shared_levels}")  # (N,) trie node after `shared_levels` codes
+        scores = self._beam_scores(batch, items, logp).masked_fill(batch.seen > 0, float("-inf"))  # (B, N)
         cold = torch.nonzero(is_cold.to(scores.device)).squeeze(1)  # (C,)
+        if n_cold == 0 or len(cold) == 0:
+            return scores
+        prefix_of = getattr(self, f"node_of_item_{shared_levels}")  # (N,) trie node after `shared_levels` codes
         beam_prefix = torch.where(items >= 0, prefix_of[items.clamp(min=0)], -1)  # (B, W)
         match = beam_prefix.unsqueeze(-1) == prefix_of[cold]  # (B, W, C)
         cold_logp = torch.where(match, logp.unsqueeze(-1), float("-inf")).amax(1)  # (B, C)
         cold_logp = cold_logp.masked_fill(batch.seen[:, cold] > 0, float("-inf"))
-        # Everything below the (k - slots)-th warm score drops by a margin; the best cold
-        # candidates are then written just under that threshold, in their own order.
-        threshold = scores.topk(k - slots, dim=1).values[:, -1:]  # (B, 1)
-        scores = torch.where(scores < threshold, scores - 1e6, scores)
-        best, pick = cold_logp.topk(min(slots, len(cold)), dim=1)  # (B, slots)
-        rank = torch.arange(1, best.shape[1] + 1, device=scores.device)
-        placed = torch.where(torch.isfinite(best), threshold - rank, scores.gather(1, cold[pick]))
-        return scores.scatter(1, cold[pick], torch.maximum(placed, scores.gather(1, cold[pick])))
+        # Just below the matching beam's own score (the beam's item first, then its cold
+        # neighbours); then keep only the best n_cold candidates per user.
+        gap = 1e-4 * torch.arange(1, len(cold) + 1, device=scores.device, dtype=scores.dtype)
+        cold_logp = cold_logp - gap[cold_logp.argsort(1, descending=True).argsort(1)]
+        cold_scores = torch.maximum(scores[:, cold], cold_logp)  # (B, C): generated directly, or by a prefix
+        keep = torch.zeros_like(cold_scores, dtype=torch.bool)
+        keep.scatter_(1, cold_scores.topk(min(n_cold, len(cold)), 1).indices, True)
+        scores[:, cold] = cold_scores.masked_fill(~keep, float("-inf"))
+        return scores
 
 
 class _DecoderLayer(nn.Module):

@@ -112,20 +112,31 @@ def test_cli_bench_path(split, tmp_path, monkeypatch):
     assert 0 <= record["metrics"]["test"]["ndcg@10"] <= 1
 
 
-def test_cold_slots_put_prefix_sharing_cold_items_into_the_top_k(split):
-    model = get_model("tiger", **FAST).fit(split)
+def test_cold_slots_put_prefix_sharing_cold_items_into_the_top_k_up_to_the_cap(split):
+    model = get_model("tiger", **FAST).fit(split).eval()
     users = np.arange(split.n_users)
     _, batch = next(user_batches(split, "test", users, len(users), model.max_seq_len, model.device))
     plain = masked_scores(model, batch)
     is_cold = torch.zeros(split.n_items, dtype=torch.bool)
     is_cold[torch.topk(plain, 12, dim=1).indices[:, 11].unique()] = True  # items just outside the top 10
-    boosted = model.score_with_cold_slots(batch, is_cold, slots=2, k=10, shared_levels=1)
+    boosted = model.score_with_cold_slots(batch, is_cold, k=10, max_share=0.2, shared_levels=1)
     top = torch.topk(boosted, 10, dim=1).indices
-    assert not torch.gather(batch.history, 1, top).any()
-    cold_in_top = is_cold[top].sum(1)
+    ranked = torch.isfinite(boosted.gather(1, top))  # places the beam (or a cold prefix) filled
+    assert not (torch.gather(batch.seen, 1, top).bool() & ranked).any()
+    assert not torch.isfinite(boosted[batch.seen > 0]).any()  # seen items are never scored
+    cold_in_top = (is_cold[top] & ranked).sum(1)
     assert (cold_in_top >= 1).float().mean() > 0.5  # most users now see a cold item
-    # The first k - slots places are the plain beam's, untouched.
-    assert torch.equal(torch.topk(boosted, 8, dim=1).indices.sort(1).values,
-                       torch.topk(plain, 8, dim=1).indices.sort(1).values)
-    with pytest.raises(ValueError, match="slots"):
-        model.score_with_cold_slots(batch, is_cold, slots=10, k=10)
+    assert (cold_in_top <= 2).all()  # never more than max_share * k
+    # Warm items keep the plain beam's order: they are the plain top list with cold items taken out.
+    plain_top = torch.topk(plain, 12, dim=1).indices
+    for u, (row, boosted_row) in enumerate(zip(plain_top.tolist(), top.tolist())):
+        warm = [i for i in boosted_row if not is_cold[i] and torch.isfinite(boosted[u, i])]
+        assert warm == [i for i in row if not is_cold[i]][: len(warm)]
+    # No shared prefix at all (the paper's rule on a catalogue where cold IDs match nothing): plain scores.
+    none = torch.zeros_like(is_cold)
+    unranked = plain.masked_fill(plain <= -1e37, float("-inf"))  # masked_scores lifts a model's own -inf to -1e38
+    assert torch.equal(model.score_with_cold_slots(batch, none), unranked)
+    with pytest.raises(ValueError, match="max_share"):
+        model.score_with_cold_slots(batch, is_cold, max_share=1.5)
+    with pytest.raises(ValueError, match="shared_levels"):
+        model.score_with_cold_slots(batch, is_cold, shared_levels=3)
