@@ -4,6 +4,7 @@
     genrec bench --protocol llmrank --model llm-zeroshot   # 200 users x 20 candidates
     genrec data export --dataset ml-100k --protocol loo --seed 2020 --out DIR
     genrec leaderboard --protocol random [--models ease,bpr] [--seeds 2020 2021] [--no-train] --out DIR
+    genrec chat --user 42 [--max-turns 5] [--k 5] < utterances.txt
 
 Bad arguments exit with status 2 and one line that lists the valid choices.
 """
@@ -110,7 +111,31 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE",
                        help="override a model hyper-parameter, e.g. --set bpr.epochs=20 (repeatable)")
     board.add_argument("--out", required=True)
+    chat = commands.add_parser("chat", help="hold a recommendation dialogue on standard input (chapter 13)")
+    chat.add_argument("--dataset", default="ml-100k")
+    chat.add_argument("--user", type=int, required=True, help="the MovieLens user id whose history the recommender knows")
+    chat.add_argument("--max-turns", type=int, default=5)
+    chat.add_argument("--k", type=int, default=5, help="items shown per turn")
+    chat.add_argument("--seed", type=int, default=2020)
     return parser
+
+
+def run_chat(dataset: str, user_id: int, max_turns: int, k: int, seed: int, lines, write) -> None:
+    """``genrec chat``: the chapter-13 recommender over the user's known history (``loo`` split)."""
+    from genrec_lib.data import load_split
+    from genrec_lib.models.llm.conversational import chat, minilm_recommender
+
+    split = load_split(dataset, "loo", seed)
+    ids = list(split.dataset.user_ids)
+    if user_id not in ids:
+        raise UsageError(f"unknown user {user_id}; {dataset} user ids run from {min(ids)} to {max(ids)}")
+    user = ids.index(user_id)
+    history = [int(i) for i in split.known("test").sequences()[user]]
+    rec = minilm_recommender(split)
+    titles = rec.titles
+    write(f"genrec chat: user {user_id} ({len(history)} known items, last: {titles[history[-1]] if history else 'none'}). "
+          "Say what you would like; 'yes' when a list holds it; end with Ctrl-D.")
+    chat(rec, history, lines, write, max_turns=max_turns, k=k, seed=seed)
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -274,10 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError("missing command; choose one of: bench, data, leaderboard")
+            raise UsageError("missing command; choose one of: bench, chat, data, leaderboard")
         _choice("dataset", args.dataset, DATASETS)
-        _choice("protocol", args.protocol, BENCH_PROTOCOLS if args.command == "bench" else PROTOCOLS)
-        if args.command == "bench":
+        if args.command != "chat":
+            _choice("protocol", args.protocol, BENCH_PROTOCOLS if args.command == "bench" else PROTOCOLS)
+        if args.command == "chat":
+            if args.max_turns <= 0 or args.k <= 0:
+                raise UsageError(f"--max-turns and --k must be > 0, got {args.max_turns} and {args.k}")
+        elif args.command == "bench":
             if args.model is None:
                 raise UsageError(f"missing --model; choose one of: {', '.join(_model_names())}")
             _choice("model", args.model, _model_names())
@@ -307,6 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"genrec: error: {error}", file=sys.stderr)
         return 2
+    if args.command == "chat":
+        try:
+            run_chat(args.dataset, args.user, args.max_turns, args.k, args.seed, sys.stdin, print)
+        except UsageError as error:
+            print(f"genrec: error: {error}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "bench":
         record = bench(args.dataset, args.protocol, args.model, args.seed, overrides, unmasked=args.unmasked)
         print(format_table(record))

@@ -1,0 +1,148 @@
+"""LoRA fine-tuning of a causal language model on (prompt, answer) pairs, with ``peft``.
+
+LoRA (Hu et al., ICLR 2022, https://arxiv.org/abs/2106.09685) freezes the pretrained
+weight ``W0`` of a projection and learns a low-rank update, ``W = W0 + (alpha / r) B A``
+with ``A`` (r, d_in) and ``B`` (d_out, r), ``B`` initialised to zero so training starts at
+the pretrained model. The adapters are created, saved and reloaded with Hugging Face
+``peft`` (Mangrulkar et al., 2022) in its own format (``adapter_config.json`` +
+``adapter_model.safetensors``).
+
+This module is the generic part shared by the fine-tuned recommenders of chapter 12
+(:mod:`genrec_lib.models.llm.tallrec`): the loss is the language-modelling loss on the
+answer tokens only (the prompt tokens are context, not targets), batched with left
+padding, seeded, with a tqdm bar that renders in static HTML (``tqdm.std``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genrec_lib.models.base import check_non_negative, check_positive
+
+#: The projections of a Llama-style block that get adapters (attention query and value, as in LoRA's paper).
+DEFAULT_TARGETS = ("q_proj", "v_proj")
+
+
+@dataclass
+class LoRALog:
+    """What one :func:`train_lora` run did: loss per step, tokens seen, wall seconds."""
+
+    losses: list[float] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
+
+
+def left_pad(token_lists: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-pad token id lists: ids (B, T), attention mask (B, T), position ids (B, T).
+
+    Position ids count real tokens only, so a padded prompt is encoded exactly as the same
+    prompt alone; the last column is every sequence's last real token.
+    """
+    T = max(len(t) for t in token_lists)
+    ids = torch.full((len(token_lists), T), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(token_lists), T, dtype=torch.long)
+    for row, tokens in enumerate(token_lists):
+        if tokens:
+            ids[row, T - len(tokens):] = torch.tensor(tokens)
+            mask[row, T - len(tokens):] = 1
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    return ids, mask, positions
+
+
+def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.05, targets=DEFAULT_TARGETS, seed: int = 2020):
+    """Wrap ``model`` with fresh LoRA adapters (seeded): a ``peft.PeftModel``."""
+    from peft import LoraConfig, get_peft_model
+
+    check_positive(r=r, alpha=alpha)
+    check_non_negative(dropout=dropout)
+    torch.manual_seed(seed)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets),
+                        bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def save_adapter(peft_model, path: str | Path) -> Path:
+    """Save only the adapter weights and config in peft's format (a few MB)."""
+    path = Path(path)
+    peft_model.save_pretrained(str(path))
+    return path
+
+
+def load_adapter(base_model, path: str | Path):
+    """Reload adapters saved by :func:`save_adapter` onto ``base_model`` (a fresh, unwrapped model)."""
+    from peft import PeftModel
+
+    path = Path(path)
+    if not (path / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{path} holds no peft adapter (adapter_config.json missing); save one with save_adapter()")
+    return PeftModel.from_pretrained(base_model, str(path))
+
+
+def _answer_batch(tokenizer, prompts: list[str], answers: list[str]):
+    """Token ids of prompt + answer, and labels that are -100 everywhere but the answer."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    sequences, labels = [], []
+    for prompt, answer in zip(prompts, answers):
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        a = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        sequences.append(p + a)
+        labels.append([-100] * len(p) + a)
+    ids, mask, positions = left_pad(sequences, pad)
+    y, _, _ = left_pad(labels, -100)
+    return ids, mask, positions, y
+
+
+def train_lora(peft_model, tokenizer, prompts: list[str], answers: list[str], epochs: int = 2, batch_size: int = 8,
+               learning_rate: float = 1e-3, seed: int = 2020, progress: bool = True, desc: str = "LoRA") -> LoRALog:
+    """Train the adapters of ``peft_model`` on the answers given the prompts (AdamW, seeded).
+
+    Args:
+        prompts, answers: the training pairs (same length); the loss is the mean
+            cross-entropy of the answer tokens.
+        epochs, batch_size, learning_rate: optimiser settings (the few-shot regime: a few
+            hundred pairs, one to three epochs).
+        progress: show a tqdm bar (``tqdm.std``, which renders in a static notebook).
+    """
+    if len(prompts) != len(answers) or not prompts:
+        raise ValueError(f"need as many answers as prompts (and at least one), got {len(prompts)} and {len(answers)}")
+    check_positive(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+    from tqdm.std import tqdm
+
+    device = peft_model.device
+    generator = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    log = LoRALog()
+    n_steps = epochs * -(-len(prompts) // batch_size)
+    bar = tqdm(total=n_steps, desc=desc, disable=not progress, mininterval=2.0)
+    peft_model.train()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = generator.permutation(len(prompts))
+        for first in range(0, len(order), batch_size):
+            index = order[first : first + batch_size]
+            ids, mask, positions, y = (t.to(device) for t in _answer_batch(
+                tokenizer, [prompts[i] for i in index], [answers[i] for i in index]))
+            logits = peft_model(input_ids=ids, attention_mask=mask, position_ids=positions).logits  # (B, T, V)
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), y[:, 1:].flatten(), ignore_index=-100)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            log.losses.append(float(loss.detach()))
+            log.tokens += int(mask.sum())
+            bar.update(1)
+            bar.set_postfix(loss=f"{log.losses[-1]:.3f}", refresh=False)
+    bar.close()
+    peft_model.eval()
+    log.seconds = time.perf_counter() - start
+    return log
