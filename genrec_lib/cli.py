@@ -130,7 +130,7 @@ def run_chat(dataset: str, user_id: int, max_turns: int, k: int, seed: int, line
     if user_id not in ids:
         raise UsageError(f"unknown user {user_id}; {dataset} user ids run from {min(ids)} to {max(ids)}")
     user = ids.index(user_id)
-    history = [int(i) for i in split.known("test").sequences()[user]]
+    history = [int(i) for i in split.known("test").sequences()[user]]  # everything known: no target to hide here
     rec = minilm_recommender(split)
     titles = rec.titles
     write(f"genrec chat: user {user_id} ({len(history)} known items, last: {titles[history[-1]] if history else 'none'}). "

@@ -53,7 +53,7 @@ def test_sequel_heuristic_and_title_check():
 
 
 def test_simulator_is_honest_and_never_names_the_target(split, rec):
-    seqs = split.known("test").sequences()
+    seqs = split.input("test").sequences()
     users, items = split.test.user[:40], split.test.item[:40]
     found = 0
     for u, i in zip(users, items):
@@ -77,7 +77,7 @@ def test_honesty_check_catches_a_lying_simulator(split, rec):
 
 
 def test_conversation_beats_the_history_only_baseline(split, rec):
-    seqs = split.known("test").sequences()
+    seqs = split.input("test").sequences()
     pairs = list(zip(split.test.user[:60], split.test.item[:60]))
     talk = [simulate(rec, split.dataset, int(u), list(seqs[u]), int(i), max_turns=8, seed=1).success_turn for u, i in pairs]
     base = [simulate(rec, split.dataset, int(u), list(seqs[u]), int(i), max_turns=8, seed=1,

@@ -210,11 +210,15 @@ class ConversationalRecommender:
         return s + self.pop_weight * self.prior
 
     def recommend(self, state: DialogueState, history: list[int], k: int = 5, use_state: bool = True,
-                  generator: np.random.Generator | None = None) -> list[int]:
-        """The top ``k`` allowed items (ties broken at random), re-ranked when a reranker is set."""
+                  generator: np.random.Generator | None = None, seen: set[int] | None = None) -> list[int]:
+        """The top ``k`` allowed items (ties broken at random), re-ranked when a reranker is set.
+
+        ``history`` is the model's input (time order); ``seen`` (default: the history) are
+        the items never to recommend.
+        """
         check_positive(k=k)
         s = self.scores(state, history, use_state)
-        seen = set(history)
+        seen = set(history) if seen is None else set(seen)
         ok = self.allowed(state, seen) if use_state else self.allowed(DialogueState(rejected=state.rejected), seen)
         if not ok.any():  # the constraints rule out everything: relax all but seen / rejected
             ok = self.allowed(DialogueState(rejected=state.rejected), seen)
@@ -227,6 +231,96 @@ class ConversationalRecommender:
             r = np.asarray(self.reranker(state, history, top), dtype=float)
             top = [top[i] for i in np.argsort(-r, kind="stable")]
         return top[:k]
+
+
+# --- the language model's part: a constrained parser and a re-ranker ----------------------
+
+PARSE_SYSTEM = ("You read what a user says to a movie recommender and fill in a form. Reply with one line "
+                "in exactly this format: want: <genres or none> | avoid: <genres or none> | "
+                "era: <older, newer, a decade such as 1980s, or none> | sequels: <ok or no>")
+PARSE_EXAMPLES = (
+    ("I'd like a funny movie, but no horror.", "want: Comedy | avoid: Horror | era: none | sequels: ok"),
+    ("Something older, please. Not another sequel.", "want: none | avoid: none | era: older | sequels: no"),
+    ("Ideally a western from the 1960s.", "want: Western | avoid: none | era: 1960s | sequels: ok"),
+)
+_FORM = re.compile(r"want:\s*(?P<want>[^|]*)\|\s*avoid:\s*(?P<avoid>[^|]*)\|\s*era:\s*(?P<era>[^|]*)\|\s*"
+                   r"sequels:\s*(?P<sequels>\w+)", re.IGNORECASE)
+
+
+def read_form(text: str) -> ParseResult | None:
+    """A :class:`ParseResult` from the form line an LLM wrote, or ``None`` if it broke the format.
+
+    Every genre must be one of the catalogue's (or a known synonym), the era one of the
+    allowed values and sequels "ok" or "no"; anything else is a parse failure.
+    """
+    match = _FORM.search(text)
+    if not match:
+        return None
+    out = ParseResult()
+    for slot in ("want", "avoid"):
+        value = match.group(slot).strip().strip(".").lower()
+        if value in ("none", ""):
+            continue
+        for word in re.split(r",|\band\b", value):
+            word = word.strip()
+            genre = SYNONYMS.get(word) or next((g for g in GENRES if g.lower() == word), None)
+            if genre is None:
+                return None
+            getattr(out, slot + "_genres").add(genre)
+    era = match.group("era").strip().strip(".").lower()
+    decade = _DECADE.search(era)
+    if era == "older":
+        out.older = True
+    elif era == "newer":
+        out.newer = True
+    elif decade:
+        out.decade = 1900 + 10 * int(decade.group(1))
+    elif era != "none":
+        return None
+    sequels = match.group("sequels").lower()
+    if sequels not in ("ok", "no"):
+        return None
+    out.no_sequels = sequels == "no"
+    if "violen" in text.lower():
+        out.avoid_genres |= set(VIOLENT)
+    return out
+
+
+def llm_parser(lm, max_new_tokens: int = 32):
+    """A parser for :func:`simulate` and :func:`chat`: the LM fills the form, ``None`` on a broken form.
+
+    Answers are cached per utterance (the simulator repeats its phrasings).
+    """
+    cache: dict[str, ParseResult | None] = {}
+
+    def parse(utterance: str) -> ParseResult | None:
+        if utterance not in cache:
+            prompt = lm.chat(utterance, system=PARSE_SYSTEM, examples=PARSE_EXAMPLES)
+            form = read_form(lm.generate([prompt], max_new_tokens=max_new_tokens)[0])
+            if form is not None:  # acceptance is not part of the form; the rules read it
+                form.accept = rule_parse(utterance).accept
+            cache[utterance] = form
+        return cache[utterance]
+
+    parse.cache = cache
+    return parse
+
+
+def llm_reranker(lm, names: list[str], n_history: int = 10):
+    """A re-ranker for :class:`ConversationalRecommender`: mean log-likelihood of each candidate title.
+
+    The prompt gives the user's last ``n_history`` items and the dialogue state; the
+    candidates share the prompt's key/value cache.
+    """
+
+    def rerank(state: DialogueState, history: list[int], candidates: list[int]) -> np.ndarray:
+        watched = "; ".join(names[i] for i in history[-n_history:]) or "nothing yet"
+        prompt = lm.chat(f"I have watched: {watched}. Now I want: {state.describe()} Recommend one movie.",
+                         system="You are a movie recommender. Answer with one movie title.")
+        scores = lm.score_continuations(prompt, [names[i] + lm.end_text for i in candidates])
+        return scores.mean.numpy()
+
+    return rerank
 
 
 # --- the user simulator -------------------------------------------------------------------
@@ -346,12 +440,14 @@ class Dialogue:
 
 
 def simulate(rec: ConversationalRecommender, data: Interactions, user: int, history: list[int], target: int,
-             max_turns: int = 10, k: int = 5, seed: int = 0, parser=None, conversational: bool = True) -> Dialogue:
+             max_turns: int = 10, k: int = 5, seed: int = 0, parser=None, conversational: bool = True,
+             seen: set[int] | None = None) -> Dialogue:
     """Run one dialogue between ``rec`` and a :class:`UserSimulator` that wants ``target``.
 
     Each turn the recommender shows ``k`` items; shown items the user passes over are not
     shown again. ``conversational=False`` gives the history-only baseline: it ignores the
-    user's words and only moves down its own ranking. ``parser(utterance) -> ParseResult
+    user's words and only moves down its own ranking. ``history`` is the recommender's
+    input, ``seen`` (default: the history) the items it must not recommend. ``parser(utterance) -> ParseResult
     | None`` reads the words (default :func:`rule_parse`); ``None`` counts as a parse failure
     and falls back to the rules.
     """
@@ -371,7 +467,7 @@ def simulate(rec: ConversationalRecommender, data: Interactions, user: int, hist
                 parse = rule_parse(utterance)
             apply(state, parse, rec.years)
         states.append(DialogueState(**{k_: (set(v) if isinstance(v, set) else v) for k_, v in vars(state).items()}))
-        shown = rec.recommend(state, history, k=k, use_state=conversational, generator=rng)
+        shown = rec.recommend(state, history, k=k, use_state=conversational, generator=rng, seen=seen)
         state.shown = shown
         turns.append(("recommender", "; ".join(f"{j + 1}. {rec.titles[i]} ({rec.years[i]})" for j, i in enumerate(shown))))
         utterance, found = sim.reply(shown)
@@ -396,7 +492,7 @@ def minilm_recommender(split, **kwargs) -> ConversationalRecommender:
 
 
 def chat(rec: ConversationalRecommender, history: list[int], lines, write, max_turns: int = 5, k: int = 5,
-         parser=None, seed: int = 0) -> DialogueState:
+         parser=None, seed: int = 0, seen: set[int] | None = None) -> DialogueState:
     """Hold a dialogue with a person: read utterances from ``lines``, ``write`` each turn's list.
 
     Stops after ``max_turns`` lists, when the input ends, or when the user accepts
@@ -422,7 +518,7 @@ def chat(rec: ConversationalRecommender, history: list[int], lines, write, max_t
         if not parse.understood:
             write("recommender: (I did not catch a preference in that; showing other options.)")
         turn += 1
-        state.shown = rec.recommend(state, history, k=k, generator=rng)
+        state.shown = rec.recommend(state, history, k=k, generator=rng, seen=seen)
         write(f"recommender [turn {turn}; state: {state.describe()}"
               f"{' no sequels;' if state.no_sequels else ''}]:")
         for j, i in enumerate(state.shown):

@@ -1,0 +1,96 @@
+"""TALLRec instruction data, the LoRA loop and adapters saved in peft's format."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from genrec_lib.data import load_split
+from genrec_lib.models.llm import lora, tallrec
+
+
+class TemplateOnly:
+    """Just the chat template of an LM: enough to build instructions without loading a model."""
+
+    def chat(self, user, system=None, examples=()):
+        return f"<s>{system}</s><u>{user}</u><a>"
+
+
+@pytest.fixture(scope="module")
+def split():
+    return load_split("ml-100k", "loo", 2020)
+
+
+def test_training_instructions_come_from_the_training_split_and_are_balanced(split):
+    examples = tallrec.training_examples(TemplateOnly(), split.train, 40, seed=3)
+    assert len(examples) == 40 and sum(e.label for e in examples) == 20
+    train_pairs = set(zip(split.train.user.tolist(), split.train.item.tolist()))
+    assert all((e.user, e.item) in train_pairs for e in examples)  # no valid/test interaction is a target
+    e = examples[0]
+    assert e.prompt == e.prefix + e.continuation and e.continuation.endswith("?</u><a>")
+    assert "Will the user like the movie" in e.prompt
+
+
+def test_ranking_negatives_are_never_interacted_with_in_training(split):
+    examples = tallrec.ranking_examples(TemplateOnly(), split.train, 60, seed=1)
+    seen = split.train.csr()
+    assert sum(e.label for e in examples) == 30
+    assert all(seen[e.user, e.item] == (1 if e.label else 0) for e in examples)
+
+
+def test_heldout_history_is_strictly_before_the_target(split):
+    held = tallrec.heldout_examples(TemplateOnly(), split.input("test"), split.test, users=np.arange(50))
+    names = tallrec.item_names(split.dataset)
+    test_time = dict(zip(split.test.user.tolist(), split.test.timestamp.tolist()))
+    data = split.dataset
+    for e in held:
+        assert names[e.item] in e.continuation
+        # every history title belongs to an interaction of this user strictly before the target's second
+        earlier = {names[i] for u, i, t in zip(data.user, data.item, data.timestamp) if u == e.user and t < test_time[e.user]}
+        body = e.prefix.split("liked these movies: ", 1)[1].split("\nWill", 1)[0]
+        liked, disliked = body.split(".\nThe user disliked these movies: ")
+        for title in liked.split("; ") + disliked.rstrip(".").split("; "):
+            assert title in earlier or title == "nothing yet", title
+
+
+def test_auc_and_bad_input():
+    assert tallrec.auc([1, 1, 0, 0], [0.9, 0.8, 0.1, 0.2]) == 1.0
+    assert tallrec.auc([1, 0], [0.5, 0.5]) == 0.5
+    with pytest.raises(ValueError, match="one positive and one negative"):
+        tallrec.auc([1, 1], [0.1, 0.2])
+    with pytest.raises(ValueError, match="unknown task"):
+        tallrec.TALLRec(task="rate")
+    with pytest.raises(ValueError, match="n_examples must be > 0"):
+        tallrec.TALLRec(n_examples=0)
+
+
+def test_left_pad_positions_skip_padding():
+    ids, mask, pos = lora.left_pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert pos[1, -1] == 0 and pos[0].tolist() == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_lora_learns_saves_and_reloads(split, tmp_path):
+    from genrec_lib.models.llm.lm import LM, load_lm
+
+    lm = load_lm(device="cpu")
+    before = {k: v.clone() for k, v in lm.model.state_dict().items() if "q_proj" in k}
+    examples = tallrec.training_examples(lm, split.train, 8, n_history=3, seed=0)
+    prompts, answers = [e.prompt for e in examples], ["Yes" if e.label else "No" for e in examples]
+    model = lora.add_lora(copy.deepcopy(lm.model), r=4, alpha=8)
+    tuned = LM(model, lm.tokenizer, "tuned", lm.device)
+    log = lora.train_lora(model, lm.tokenizer, prompts, answers, epochs=4, batch_size=4, learning_rate=5e-3, progress=False)
+    assert np.mean(log.losses[-2:]) < np.mean(log.losses[:2])  # it fits 8 examples
+    s = tallrec.score_examples(tuned, examples)
+    y = np.array([e.label for e in examples])
+    assert tallrec.auc(y, s) >= 0.75
+    lora.save_adapter(model, tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    reloaded = LM(lora.load_adapter(copy.deepcopy(lm.model), tmp_path / "adapter"), lm.tokenizer, "reloaded", lm.device)
+    assert np.allclose(tallrec.score_examples(reloaded, examples), s, atol=1e-4)
+    after = {k: v for k, v in lm.model.state_dict().items() if "q_proj" in k}
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the shared model is untouched
+    with pytest.raises(FileNotFoundError, match="no peft adapter"):
+        lora.load_adapter(copy.deepcopy(lm.model), tmp_path)
