@@ -63,6 +63,18 @@ BANDS = {
         "request.cos.generated": (0.01, 0.40), "user.cos.generated": (0.01, 0.40),
         "novelty.generated_to_catalogue": (0.02, 0.60),
     },
+    # AUC of SmolLM2's yes/no answers: near chance untuned, and no 135M model tuned on a few
+    # hundred instructions reaches 0.9 honestly; llmrank NDCG@10 over 20 candidates (random 0.227).
+    "12_fine_tuning_llms": {
+        "tallrec.auc_before": (0.35, 0.70), "tallrec.auc_after": (0.35, 0.90),
+        "tallrec.llmrank.ndcg@10": (0.10, 0.90), "pop.llmrank.ndcg@10": (0.30, 0.80),
+    },
+    # Success within 10 lists of 5: talking must help; a history-only list finding most
+    # targets, or a simulator that leaks, would break the ceilings; honesty problems must be 0.
+    "13_conversational_recommendation": {
+        "conversational.success@10": (0.50, 0.99), "history_only.success@10": (0.0, 0.45),
+        "honesty.problems": (0, 0),
+    },
 }
 
 
