@@ -67,7 +67,7 @@ BANDS = {
     # hundred instructions reaches 0.9 honestly; llmrank NDCG@10 over 20 candidates (random 0.227).
     "12_fine_tuning_llms": {
         "tallrec.auc_before": (0.35, 0.70), "tallrec.auc_after": (0.35, 0.90),
-        "tallrec.llmrank.ndcg@10": (0.10, 0.90), "pop.llmrank.ndcg@10": (0.30, 0.80),
+        "tallrec.llmrank.ndcg@10": (0.10, 0.90), "pop.llmrank.ndcg@10": (0.15, 0.85),
     },
     # Success within 10 lists of 5: talking must help; a history-only list finding most
     # targets, or a simulator that leaks, would break the ceilings; honesty problems must be 0.

@@ -110,11 +110,13 @@ def train_lora(peft_model, tokenizer, prompts: list[str], answers: list[str], ep
             cross-entropy of the answer tokens.
         epochs, batch_size, learning_rate: optimiser settings (the few-shot regime: a few
             hundred pairs, one to three epochs).
-        progress: show a tqdm bar (``tqdm.std``, which renders in a static notebook).
+        progress: show a tqdm bar (``tqdm.std`` on standard output, which renders in a static notebook).
     """
     if len(prompts) != len(answers) or not prompts:
         raise ValueError(f"need as many answers as prompts (and at least one), got {len(prompts)} and {len(answers)}")
     check_positive(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+    import sys
+
     from tqdm.std import tqdm
 
     device = peft_model.device
@@ -124,7 +126,8 @@ def train_lora(peft_model, tokenizer, prompts: list[str], answers: list[str], ep
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
     log = LoRALog()
     n_steps = epochs * -(-len(prompts) // batch_size)
-    bar = tqdm(total=n_steps, desc=desc, disable=not progress, mininterval=2.0)
+    # tqdm.std on stdout: plain text that a static page shows as it is (no widget, no stderr block)
+    bar = tqdm(total=n_steps, desc=desc, disable=not progress, mininterval=2.0, file=sys.stdout)
     peft_model.train()
     start = time.perf_counter()
     for _ in range(epochs):

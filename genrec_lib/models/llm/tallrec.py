@@ -162,13 +162,15 @@ def yes_no_scores(lm, prefix: str, continuations: list[str]) -> np.ndarray:
 
 def score_examples(lm, examples: list[Example], progress: bool = False) -> np.ndarray:
     """:func:`yes_no_scores` of every example (examples that share a prefix share its cache)."""
+    import sys
+
     from tqdm.std import tqdm
 
     out = np.empty(len(examples))
     groups: dict[str, list[int]] = {}
     for index, example in enumerate(examples):
         groups.setdefault(example.prefix, []).append(index)
-    for prefix, index in tqdm(groups.items(), desc="scoring", disable=not progress, mininterval=2.0):
+    for prefix, index in tqdm(groups.items(), desc="scoring", disable=not progress, mininterval=2.0, file=sys.stdout):
         out[index] = yes_no_scores(lm, prefix, [examples[i].continuation for i in index])
     return out
 
