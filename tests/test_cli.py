@@ -36,7 +36,7 @@ def test_bench_writes_the_documented_json(tmp_path):
         (["bench"], "missing --model; choose one of"),
         (["bench", "--model", "ease", "--json", "/nonexistent-dir/x.json"], "cannot write"),
         (["data", "export", "--protocol", "x", "--out", "/tmp/x"], "choose one of: random, loo"),
-        ([], "choose one of: bench, data"),
+        ([], "choose one of: bench, chat, data"),
         (["bench", "--model", "ease", "--set", "l2"], "--set expects KEY=VALUE"),
         (["bench", "--model", "ease", "--set", "lambda_=3"], "bad --set for ease"),
         (["bench", "--model", "ease", "--set", "l2=-1"], "l2 must be > 0"),
