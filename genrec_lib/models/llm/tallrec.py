@@ -240,6 +240,9 @@ class TALLRec(Recommender):
         progress: show the training bar.
     """
 
+    #: it ranks candidate texts: only the llmrank protocol applies
+    protocols = ("llmrank",)
+
     def __init__(self, task: str = "both", n_examples: int = 256, epochs: int = 1, batch_size: int = 8,
                  learning_rate: float = 1e-3, rank: int = 8, alpha: int = 16, n_history: int = 8,
                  adapter: str | None = None, model_id: str | None = None, progress: bool = False, seed: int = 2020):
