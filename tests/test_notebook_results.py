@@ -63,6 +63,13 @@ BANDS = {
         "request.cos.generated": (0.01, 0.40), "user.cos.generated": (0.01, 0.40),
         "novelty.generated_to_catalogue": (0.02, 0.60),
     },
+    # llmrank over the chapter's few users (20 candidates; random 0.227, Pop about .5 on all
+    # 200): the summed title likelihood must beat random without beating a perfect ranker, and
+    # the shared prompt cache must pay for itself.
+    "10_llm_zero_shot_rankers": {
+        "llm_likelihood.test.ndcg@10": (0.25, 0.85), "random.test.ndcg@10": (0.10, 0.45),
+        "pop.test.ndcg@10": (0.20, 0.90), "kv_cache.speedup": (3.0, 100.0),
+    },
     # AUC of SmolLM2's yes/no answers: near chance untuned, and no 135M model tuned on a few
     # hundred instructions reaches 0.9 honestly; llmrank NDCG@10 over 20 candidates (random 0.227).
     "12_fine_tuning_llms": {
