@@ -30,3 +30,21 @@ def sample_negatives(data: Interactions, users: torch.Tensor, generator: torch.G
         redo = torch.zeros_like(redo)
         redo[index] = True
     return negatives
+
+
+def bpr_triples(data: Interactions, batch_size: int, generator: torch.Generator):
+    """One epoch of (user, positive item, negative item) batches for pairwise (BPR) losses.
+
+    Every interaction of ``data`` appears once, in a seeded random order, with one sampled
+    negative (:func:`sample_negatives`).
+
+    Yields:
+        three int64 tensors of shape (B,).
+    """
+    users = torch.from_numpy(data.user)
+    items = torch.from_numpy(data.item)
+    order = torch.randperm(len(users), generator=generator)
+    negatives = sample_negatives(data, users[order], generator)
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        yield users[index], items[index], negatives[start : start + batch_size]

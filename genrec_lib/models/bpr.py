@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from genrec_lib.data import Split
-from genrec_lib.data.sampling import sample_negatives
+from genrec_lib.data.sampling import bpr_triples
 from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_negative, check_positive, register
 
 
@@ -39,13 +39,7 @@ class BPRMF(TrainableRecommender):
         nn.init.xavier_normal_(self.Q.weight)
 
     def training_batches(self, split: Split, generator: torch.Generator):
-        users = torch.from_numpy(split.train.user)
-        items = torch.from_numpy(split.train.item)
-        order = torch.randperm(len(users), generator=generator)
-        negatives = sample_negatives(split.train, users[order], generator)
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
-            yield users[index], items[index], negatives[start : start + self.batch_size]
+        return bpr_triples(split.train, self.batch_size, generator)
 
     def training_loss(self, batch) -> torch.Tensor:
         u, i, j = batch
