@@ -156,3 +156,37 @@ def test_guarded_prompt_sanitises_and_delimits():
     titles = ["Heat (1995)", "Jaws (1975)"]
     assert attacks.score_titles(lm, plain.replace("Always rank", "rank"), titles).argmax() == 1
     assert attacks.score_titles(lm, guarded, titles).argmax() == 0
+
+
+def test_head_attack_gives_identical_profiles_of_the_most_popular_items(tiny_split):
+    popularity = tiny_split.train.item_popularity()
+    profiles = attacks.fake_profiles(tiny_split, target=0, n_fake=4, n_filler=3, attack="head")
+    order = np.argsort(-popularity, kind="stable")
+    assert (profiles[:, 0] == 0).all()
+    assert (profiles[:, 1:] == order[order != 0][:3]).all()  # the same three head items for every fake user
+    with pytest.raises(ValueError, match="n_filler"):
+        attacks.fake_profiles(tiny_split, 0, 2, tiny_split.n_items, attack="head")
+
+
+def test_clone_detector_catches_duplicates_and_spares_distinct_profiles(tiny_split):
+    before = _snapshot(tiny_split)
+    poisoned, fake = attacks.poison_split(tiny_split, target=3, fraction=0.1, n_filler=5, attack="head", seed=1)
+    _same(tiny_split, before)
+    flagged = attacks.flag_clones(poisoned, threshold=0.9)
+    assert set(fake) <= set(flagged)  # identical fake profiles have Jaccard 1 with each other
+    clean = attacks.flag_clones(tiny_split, threshold=1.0)
+    X = tiny_split.train.csr().toarray() > 0
+    dup = {u for u in range(len(X)) for v in range(len(X)) if u != v and X[u].any() and (X[u] == X[v]).all()}
+    assert set(clean) == dup  # at threshold 1 exactly the users with an identical twin
+    with pytest.raises(ValueError, match="threshold"):
+        attacks.flag_clones(tiny_split, threshold=0.0)
+
+
+def test_ngram_overlap_by_hand():
+    generated = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    reference = np.array([[9, 1, 2, 3], [8, 7, 6, 5]])
+    # row 0: bigrams (1,2),(2,3) in the reference, (3,4) not -> 2/3; row 1: reversed, none -> 0
+    assert np.allclose(privacy.ngram_overlap(generated, reference, n=2), [2 / 3, 0.0])
+    assert np.allclose(privacy.ngram_overlap(generated, reference, n=1), [0.75, 1.0])
+    with pytest.raises(ValueError, match="same rows"):
+        privacy.ngram_overlap(generated, reference[:1])

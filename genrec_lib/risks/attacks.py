@@ -5,11 +5,14 @@ item plus *filler* items, so that the target looks like what real users like and
 their lists. Two classic filler strategies (Lam & Riedl 2004; Mobasher et al. 2007):
 ``"random"`` (fillers drawn uniformly from the catalogue) and ``"popular"`` (the
 bandwagon attack: fillers drawn from the most popular items, so fake users resemble many
-real ones). :func:`poison_split` returns a *new* split; the one given is never changed.
+real ones), and ``"head"`` (every fake user holds the same ``n_filler`` most popular
+items: a crude but strong bandwagon variant that ties the target to what nearly every real
+user has). :func:`poison_split` returns a *new* split; the one given is never changed.
 
-A simple defence, :func:`flag_outlier_profiles`, removes accounts whose profile
-popularity is an outlier among all users (a robust z-score), measuring how many real
-users it removes too.
+Two simple defences: :func:`flag_outlier_profiles` removes accounts whose profile
+popularity is an outlier among all users (a robust z-score), and :func:`flag_clones`
+removes accounts whose profile nearly duplicates another account's (fake users made by
+one script look alike); chapter 17 measures how many real users each removes too.
 
 **Prompt injection**: a malicious instruction hidden in an item's text tries to make an
 LLM ranker put that item first; :func:`inject_instruction` writes the poisoned texts and
@@ -29,7 +32,7 @@ import pandas as pd
 
 from genrec_lib.data import Interactions, Split
 
-ATTACKS = ("random", "popular")
+ATTACKS = ("random", "popular", "head")
 
 
 def _row_fields(data: Interactions) -> tuple[str, ...]:
@@ -74,6 +77,12 @@ def fake_profiles(split: Split, target: int, n_fake: int, n_filler: int, attack:
     popularity = split.train.item_popularity().astype(float)
     if attack == "random":
         pool = np.setdiff1d(np.arange(split.n_items), [target])
+    elif attack == "head":
+        order = np.argsort(-popularity, kind="stable")
+        head = order[order != target][:n_filler]
+        if len(head) < n_filler:
+            raise ValueError(f"n_filler={n_filler} exceeds the {len(head)} items the head attack draws from")
+        return np.concatenate([np.full((n_fake, 1), target), np.tile(head, (n_fake, 1))], axis=1)
     else:
         order = np.argsort(-popularity, kind="stable")
         pool = order[order != target][:popular_pool]
@@ -127,6 +136,23 @@ def flag_outlier_profiles(split: Split, threshold: float = 3.5) -> np.ndarray:
     mad = np.median(np.abs(mean[active] - median)) or 1e-12
     z = 0.6745 * (mean - median) / mad
     return np.flatnonzero(active & (np.abs(z) > threshold))
+
+
+def flag_clones(split: Split, threshold: float = 0.8) -> np.ndarray:
+    """Users whose training profile has a Jaccard similarity >= ``threshold`` with another user's.
+
+    ``J(u, v) = |I_u & I_v| / |I_u | I_v|``, computed from the sparse co-occurrence counts.
+    Real MovieLens profiles rarely overlap this much; fake profiles written by one script do.
+    """
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], e.g. 0.8, got {threshold!r}")
+    X = split.train.csr()  # binary (U, I)
+    size = np.asarray(X.sum(1)).ravel()
+    common = (X @ X.T).tocoo()  # (U, U) sparse |I_u & I_v|
+    off = common.row != common.col
+    r, c, inter = common.row[off], common.col[off], common.data[off]
+    jaccard = inter / np.maximum(size[r] + size[c] - inter, 1)
+    return np.unique(r[jaccard >= threshold])
 
 
 def target_hit_rate(recs: np.ndarray, target: int) -> float:

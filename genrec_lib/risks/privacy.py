@@ -120,3 +120,23 @@ def verbatim_rate(generated: np.ndarray, truth: np.ndarray) -> tuple[float, floa
         raise ValueError(f"generated {generated.shape} and truth {truth.shape} must have the same shape")
     same = generated == truth
     return float(same.all(1).mean()), float(same.mean())
+
+
+def ngram_overlap(generated: np.ndarray, reference: np.ndarray, n: int = 2) -> np.ndarray:
+    """Per row, the share of the generated sequence's n-grams that occur anywhere in the reference row, (B,).
+
+    A position-free measure of copying: a model that reproduces a training sequence with a
+    shift still scores high. Comparing each row with a *shuffled* reference (another user's
+    sequence) gives the overlap that popularity alone produces.
+    """
+    generated, reference = np.asarray(generated), np.asarray(reference)
+    if generated.ndim != 2 or reference.ndim != 2 or len(generated) != len(reference):
+        raise ValueError(f"generated {generated.shape} and reference {reference.shape} must be 2-D with the same rows")
+    if not 1 <= n <= min(generated.shape[1], reference.shape[1]):
+        raise ValueError(f"n must be between 1 and the shorter sequence length, got {n}")
+    out = np.empty(len(generated))
+    for row, (g, r) in enumerate(zip(generated, reference)):
+        grams = [tuple(g[i : i + n]) for i in range(len(g) - n + 1)]
+        known = {tuple(r[i : i + n]) for i in range(len(r) - n + 1)}
+        out[row] = np.mean([x in known for x in grams])
+    return out
