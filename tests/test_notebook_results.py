@@ -41,6 +41,12 @@ BANDS = {
         # an overfit Mult-VAE leaks membership (AUC > .5); an AUC near 1 would mean the attack reads labels
         "privacy.mia_auc.overfit": (0.55, 0.95), "privacy.mia_auc.regularised": (0.40, 0.90),
         "feedback.multvae_exploration.coverage_last": (0.30, 1.0),
+        # fake accounts holding the head of the catalogue lift a mid-list target (ItemKNN: about .06 clean)
+        # for several models; identical fakes are all caught, and removing them restores the clean level
+        "poison.models_lifted_by_head": (2, 4), "poison.itemknn.head@5%": (0.08, 0.40),
+        "poison.clone.fakes_caught": (1.0, 1.0), "poison.itemknn.head@5%.clone": (0.0, 0.10),
+        # a small SASRec predicts rather than copies: no verbatim continuations, overlap far below copying
+        "memorisation.members.verbatim": (0.0, 0.05), "memorisation.members.unigram_overlap": (0.05, 0.50),
     },
     "08_flows_flow_matching": {
         "flowcf.test.ndcg@10": (0.305, 0.40), "planarvae.test.ndcg@10": (0.280, 0.40),
