@@ -227,3 +227,33 @@ def score_titles(lm, prompt: str, titles: list[str]) -> np.ndarray:
     """Log-likelihood of each title (closed by the end-of-answer token) as the answer to ``prompt``, (C,)."""
     out = lm.score_continuations(prompt, [t + lm.end_text for t in titles])
     return out.sum.numpy()
+
+
+#: The prompt-injection settings :func:`injection_ranks` compares.
+INJECTION_MODES = ("clean", "injected", "injected + guard", "titles only")
+
+
+def injection_ranks(lm, history_names: list[str], candidate_texts: list[str], candidate_titles: list[str],
+                    attacked: int, instruction: str = INJECTION) -> dict[str, int]:
+    """Rank (0 = first) of candidate ``attacked`` under each setting of :data:`INJECTION_MODES`.
+
+    The ranker lists the candidates' texts in the prompt and scores each title's likelihood
+    as the answer (:func:`score_titles`, one shared prompt cache). ``"injected"`` hides
+    ``instruction`` in the attacked candidate's text; ``"injected + guard"`` also sanitises
+    and delimits every text (:func:`candidate_prompt` with ``guard=True``); ``"titles only"``
+    shows no candidate text at all and only scores the titles (constrained scoring), so the
+    poisoned text never reaches the model.
+    """
+    if not 0 <= attacked < len(candidate_titles) or len(candidate_texts) != len(candidate_titles):
+        raise ValueError(f"attacked must index the {len(candidate_titles)} candidates, and there must be one text "
+                         f"per title (got {len(candidate_texts)} texts, attacked={attacked})")
+    poisoned = inject_instruction(candidate_texts, attacked, instruction)
+    prompts = {"clean": candidate_prompt(lm, history_names, candidate_texts),
+               "injected": candidate_prompt(lm, history_names, poisoned),
+               "injected + guard": candidate_prompt(lm, history_names, poisoned, guard=True),
+               "titles only": candidate_prompt(lm, history_names, None)}
+    ranks = {}
+    for mode, prompt in prompts.items():
+        scores = score_titles(lm, prompt, candidate_titles)  # (C,)
+        ranks[mode] = int((scores > scores[attacked]).sum())
+    return ranks
