@@ -2,6 +2,7 @@
 
     genrec bench --dataset ml-100k --protocol random --model ease [--seed 2020] [--json PATH] [--unmasked]
     genrec bench --protocol llmrank --model llm-zeroshot   # 200 users x 20 candidates
+    genrec bench --protocol bundle --model bgn             # held-out last bundle per user (chapter 09)
     genrec data export --dataset ml-100k --protocol loo --seed 2020 --out DIR
     genrec leaderboard --protocol random [--models ease,bpr] [--seeds 2020 2021] [--no-train] --out DIR
     genrec chat --user 42 [--max-turns 5] [--k 5] < utterances.txt
@@ -315,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
             _check_overrides(args.model, overrides)
             if args.protocol != "llmrank" and hasattr(get_model_class(args.model), "score_candidates"):
                 raise UsageError(f"model {args.model!r} ranks candidate texts only; use --protocol llmrank")
+            declared = getattr(get_model_class(args.model), "protocols", None)
+            if declared is not None and args.protocol not in declared:
+                raise UsageError(f"model {args.model!r} is built for protocol {', '.join(declared)}; "
+                                 f"use --protocol {declared[0]}")
             if args.protocol == "llmrank" and args.unmasked:
                 raise UsageError("--unmasked applies to full ranking (random, loo); llmrank candidates are never seen items")
         elif args.command == "leaderboard":

@@ -73,6 +73,9 @@ def bundle_examples(data: Interactions, history_len: int, max_bundle: int, pad: 
 class BGN(TrainableRecommender):
     """Autoregressive bundle generation with a causal transformer over [history, SEP, bundle]."""
 
+    #: trained on observed bundles and evaluated on the held-out last bundle (``genrec bench --protocol bundle``)
+    protocols = ("bundle",)
+
     def __init__(self, dim: int = 64, n_layers: int = 2, n_heads: int = 2, dropout: float = 0.2,
                  max_seq_len: int = 20, max_bundle: int = 6, batch_size: int = 256, learning_rate: float = 2e-3,
                  weight_decay: float = 0.0, epochs: int = 10, patience: int = 4, eval_every: int = 2,
