@@ -144,18 +144,18 @@ class BGN(TrainableRecommender):
         S = torch.cat([H, torch.full((B, 1), self.SEP, device=H.device), b[:, :-1]], dim=1)
         states = self.hidden(S)[:, H.shape[1] :]  # (B, m, d): outputs at SEP, b_1, ..., b_{m-1}
         real = b != self.PAD  # (B, m)
-        member = torch.zeros(B, self.n_items + 2, dtype=torch.bool, device=H.device)
-        member.scatter_(1, b, True)
-        member = member[:, : self.n_items]
-        # Step j: banned = history and b_1..b_{j-1}; targets = bundle items not chosen yet.
-        chosen = torch.zeros(B, m, self.n_items, dtype=torch.bool, device=H.device)
-        one_hot = torch.zeros(B, m, self.n_items + 2, dtype=torch.bool, device=H.device)
-        one_hot.scatter_(2, b[:, :, None], True)
-        chosen[:, 1:] = one_hot[:, :-1, : self.n_items].cumsum(1).bool()
-        banned = self._banned(H)[:, None] | chosen  # (B, m, I)
-        log_p = torch.log_softmax(self.step_logits(states, banned), dim=-1)
-        remaining = member[:, None] & ~chosen
-        loss = -torch.logsumexp(log_p.masked_fill(~remaining, float("-inf")), dim=-1)  # (B, m)
+        # Step j: banned = history and b_1..b_{j-1} (scattered, no (B, m, I) cumulative sum).
+        earlier = torch.ones(m, m, dtype=torch.bool, device=H.device).tril(-1)  # (j, k): k < j
+        chosen_ids = torch.where(earlier, b[:, None, :], self.PAD)  # (B, m, m) b_k for k < j, else PAD
+        banned = torch.zeros(B, m, self.n_items + 2, dtype=torch.bool, device=H.device)
+        banned.scatter_(2, H[:, None, :].expand(B, m, H.shape[1]), True)
+        banned.scatter_(2, chosen_ids, True)
+        logits = self.step_logits(states, banned[..., : self.n_items])  # (B, m, I)
+        # Targets = bundle items not chosen yet: b_k for k >= j (the bundle is in shuffled order).
+        target_logits = torch.gather(logits, 2, b.clamp(max=self.n_items - 1)[:, None, :].expand(B, m, m))  # (B, m, m)
+        remaining = ~earlier & real[:, None, :]
+        numerator = torch.logsumexp(target_logits.masked_fill(~remaining, float("-inf")), dim=-1)  # (B, m)
+        loss = torch.logsumexp(logits, dim=-1) - numerator  # -log sum_{remaining} p(i | history, b_<j)
         return loss[real].mean()
 
     def _history_tokens(self, sequences: torch.Tensor) -> torch.Tensor:
