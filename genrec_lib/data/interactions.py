@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,14 @@ class Interactions:
 
     def __len__(self) -> int:
         return len(self.user)
+
+    @cached_property
+    def pair_keys(self) -> np.ndarray:
+        """Sorted unique keys ``user * n_items + item`` of the observed pairs, shape (<= N,), int64.
+
+        Computed once per object (negative samplers look pairs up by binary search in them).
+        """
+        return np.unique(self.user.astype(np.int64) * self.n_items + self.item)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, name: str) -> "Interactions":

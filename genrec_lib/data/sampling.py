@@ -16,7 +16,7 @@ def sample_negatives(data: Interactions, users: torch.Tensor, generator: torch.G
     would sort them again in every round: 90% of a BPR epoch's sampling time).
     """
     n_items = data.n_items
-    seen = np.unique(data.user.astype(np.int64) * n_items + data.item)  # sorted keys of (user, item)
+    seen = data.pair_keys  # sorted keys user * n_items + item, computed once per dataset
     negatives = torch.randint(n_items, users.shape, generator=generator)
     redo = torch.ones_like(users, dtype=torch.bool)
     for _ in range(max_rounds):
