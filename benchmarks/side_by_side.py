@@ -119,6 +119,17 @@ class Truth:
 
 # ----- genrec_lib ------------------------------------------------------------------------------
 
+def _warm_up() -> None:
+    """Pay one-off imports before any timer starts: the first ``torch.optim.Adam`` imports
+    ``torch._dynamo`` (seconds), and the training loop imports ``accelerate``. RecBole builds
+    its optimizer before its ``fit`` is timed, so the library's first model must not pay them
+    inside its ``fit``."""
+    import accelerate  # noqa: F401
+    import torch
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
 def run_genrec(name: str, protocol: str, seed: int, truth: Truth) -> dict:
     import torch
 
@@ -129,6 +140,7 @@ def run_genrec(name: str, protocol: str, seed: int, truth: Truth) -> dict:
     from genrec_lib.training import seed_everything
 
     split = load_split("ml-100k", protocol, seed)
+    _warm_up()
     seed_everything(seed)
     model = MODELS[name]()
     start = time.perf_counter()
@@ -249,7 +261,13 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/genrec-side-by-side")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV and Markdown tables")
     parser.add_argument("--note", default="", help="free text for the table (e.g. machine load)")
+    parser.add_argument("--merge-from", nargs="*", default=None, metavar="FOLDER",
+                        help="only merge the tables in these folders (other runs' --out) into --out, by (protocol, "
+                             "model, library), and rewrite the Markdown; trains nothing")
     args = parser.parse_args()
+    if args.merge_from is not None:
+        merge_folders(args.merge_from, Path(args.out).resolve())
+        return
     import torch
 
     torch.set_num_threads(args.threads)
@@ -260,6 +278,7 @@ def main() -> None:
     args.out = str(Path(args.out).resolve()) if Path(args.out).is_absolute() else str((HERE.parent / args.out).resolve())
     rows = []
     load = os.getloadavg()
+    run = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
     for protocol, names in (("random", GENERAL), ("loo", SEQUENTIAL)):
         chosen = [m for m in args.models if m in names]
         if not chosen:
@@ -278,34 +297,84 @@ def main() -> None:
                     row = run_recbole(names[name], protocol, args.seed, data_path, dataset, truth, work, epochs)
                     if epochs is not None:
                         row["notes"] = f"epochs capped at {epochs}"
-                rows.append({"protocol": protocol, "model": name, **row})
+                rows.append({"protocol": protocol, "model": name, "run": run, **row})
                 print(json.dumps(rows[-1]), flush=True)
-    write_tables(rows, args, load)
+                write_tables(rows, args, run, load)  # after every row: a run cut short keeps what it measured
 
 
-def write_tables(rows: list[dict], args, load_before) -> None:
+COLUMNS = ["protocol", "model", "library", "masked.ndcg@10", "masked.recall@10", "masked.hit@10",
+           "unmasked.ndcg@10", "unmasked.recall@10", "unmasked.hit@10", "own.ndcg@10", "own.convention",
+           "fit_s", "eval_s", "epochs", "run", "notes"]
+KEY = ["protocol", "model", "library"]
+
+
+def merge_rows(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """The table after a run: ``new`` replaces the rows of ``old`` with the same
+    (protocol, model, library) and keeps every other row; ordered by protocol, then the
+    order of ``GENERAL``/``SEQUENTIAL``, then library."""
+    frame = pd.concat([old.reindex(columns=COLUMNS), new.reindex(columns=COLUMNS)], ignore_index=True)
+    frame = frame.drop_duplicates(subset=KEY, keep="last")
+    order = {name: i for i, name in enumerate(list(GENERAL) + list(SEQUENTIAL))}
+    frame = frame.assign(_p=frame["protocol"].map({"random": 0, "loo": 1}).fillna(2),
+                         _m=frame["model"].map(order).fillna(len(order)),
+                         _l=(frame["library"] != "genrec_lib").astype(int))
+    return frame.sort_values(["_p", "_m", "_l"], kind="stable").drop(columns=["_p", "_m", "_l"]).reset_index(drop=True)
+
+
+def write_tables(rows: list[dict], args, run: str, load_before) -> None:
+    """Merge this run's rows into ``side_by_side.csv`` (by protocol, model, library) and
+    rewrite ``side_by_side.md`` with every run's provenance (``side_by_side_runs.json``)."""
     import recbole
     import torch
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(rows)
-    columns = ["protocol", "model", "library", "masked.ndcg@10", "masked.recall@10", "masked.hit@10",
-               "unmasked.ndcg@10", "unmasked.recall@10", "unmasked.hit@10", "own.ndcg@10", "own.convention",
-               "fit_s", "eval_s", "epochs", "notes"]
-    frame = frame.reindex(columns=columns)
-    frame.to_csv(out / "side_by_side.csv", index=False, float_format="%.4f")
+    csv = out / "side_by_side.csv"
+    old = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=COLUMNS)
+    frame = merge_rows(old, pd.DataFrame(rows))
+    frame.to_csv(csv, index=False, float_format="%.4f")
+    runs_file = out / "side_by_side_runs.json"
+    runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
     load_after = os.getloadavg()
+    runs[run] = {
+        "seed": args.seed,
+        "versions": f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
+                    f"recbole {recbole.__version__}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s) visible, torch threads {args.threads}; "
+                   f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after",
+        "note": args.note,
+    }
+    runs = {key: value for key, value in runs.items() if key in set(frame["run"].dropna())}
+    runs_file.write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")
+    render_markdown(out)
+
+
+def merge_folders(folders: list[str], out: Path) -> None:
+    """Merge the tables of other runs (each a folder with ``side_by_side.csv`` and
+    ``side_by_side_runs.json``, e.g. runs made in parallel with ``--out``) into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    csv, runs_file = out / "side_by_side.csv", out / "side_by_side_runs.json"
+    frame = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=COLUMNS)
+    runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
+    for folder in map(Path, folders):
+        if not (folder / "side_by_side.csv").is_file():
+            raise FileNotFoundError(f"{folder} holds no side_by_side.csv: pass folders written by --out")
+        frame = merge_rows(frame, pd.read_csv(folder / "side_by_side.csv"))
+        runs.update(json.loads((folder / "side_by_side_runs.json").read_text()))
+    frame.to_csv(csv, index=False, float_format="%.4f")
+    runs = {key: value for key, value in runs.items() if key in set(frame["run"].dropna())}
+    runs_file.write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")
+    render_markdown(out)
+
+
+def render_markdown(out: Path) -> None:
+    """``side_by_side.md`` from the CSV and the runs' provenance."""
+    frame = pd.read_csv(out / "side_by_side.csv")
+    runs = json.loads((out / "side_by_side_runs.json").read_text())
     header = [
         "# genrec_lib and RecBole on the same split",
         "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; seed {args.seed}; "
-        f"ML-100K exported by `genrec data export` (random and loo protocols)",
-        f"- versions: python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
-        f"recbole {recbole.__version__}",
-        f"- machine: {platform.machine()}, {os.cpu_count()} CPU(s) visible, torch threads {args.threads}; "
-        f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (the CPU was shared with other jobs: "
-        "seconds are comparable within this table only)",
+        "- data: ML-100K exported by `genrec data export` (random and loo protocols), seed in each run below",
         "- metrics: one evaluator for both libraries (benchmarks/reference_eval.py, exact expectation over random "
         "tie-breaking), test split, full catalogue; masked = items seen in train+valid removed from the ranking, "
         "unmasked = nothing removed; own = each library's own evaluator in its own convention",
@@ -314,9 +383,16 @@ def write_tables(rows: list[dict], args, load_before) -> None:
         "the target's timestamp",
         f"- RecBole settings beyond its defaults: {RECBOLE_SETTINGS['valid_metric']} for early stopping, "
         "no negative sampling except BPR, CPU",
+        "- seconds are wall-clock on a shared CPU: compare them only between rows of the same run (a model's two "
+        "libraries always run one after the other in the same run)",
+        "",
+        "Runs (the `run` column):",
+        "",
     ]
-    if args.note:
-        header.append(f"- note: {args.note}")
+    for key in sorted(runs):
+        info = runs[key]
+        line = f"- {key}: seed {info['seed']}; {info['versions']}; {info['machine']}"
+        header.append(line + (f"; note: {info['note']}" if info.get("note") else ""))
     table = frame.copy()
     table["epochs"] = table["epochs"].map(lambda v: "" if pd.isna(v) else str(int(v)))
     for column in table.columns:
