@@ -84,3 +84,25 @@ def finish_chapter(chapter: str, budget_s: float | None = None) -> float:
         else:
             warnings.warn(message, stacklevel=2)
     return seconds
+
+
+def side_by_side(path: str | Path | None = None):
+    """The side-by-side table with RecBole 1.2.1 (``benchmarks/results/side_by_side.csv``) and its runs' provenance.
+
+    Chapters that compare the library with RecBole read their numbers from here and only
+    from here (see ``benchmarks/README.md``; the table is measured outside the book's build).
+
+    Returns:
+        ``(table, runs)``: a DataFrame with one row per (protocol, model, library), and a
+        dict ``{run: {"seed", "versions", "machine", "note"}}`` for the ``run`` column.
+    """
+    import pandas as pd
+
+    csv = Path(path) if path is not None else PROJECT_ROOT / "benchmarks" / "results" / "side_by_side.csv"
+    if not csv.is_file():
+        raise FileNotFoundError(f"no side-by-side table at {csv}: it ships with the repository's benchmarks/ folder; "
+                                "clone the repository or run benchmarks/side_by_side.py (see benchmarks/README.md)")
+    table = pd.read_csv(csv)
+    runs_file = csv.with_name("side_by_side_runs.json")
+    runs = json.loads(runs_file.read_text()) if runs_file.is_file() else {}
+    return table, runs
