@@ -42,6 +42,20 @@ import reference_eval as ref  # noqa: E402
 for _old, _new in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
     if _old not in np.__dict__:
         setattr(np, _old, _new)
+# RecBole 1.2.1 measures the length of every token sequence with ``Series.agg(len)``, which
+# pandas < 3 applied per element and pandas 3 applies to the whole Series (one number): its
+# sequence fields (the loo inputs) then fail to load. Give ``agg(len)`` its old meaning; no
+# other call changes (the library never calls ``agg(len)``).
+_series_agg = pd.Series.agg
+
+
+def _agg_len_per_element(self, func=None, *args, **kwargs):
+    if func is len:
+        return self.map(len)
+    return _series_agg(self, func, *args, **kwargs)
+
+
+pd.Series.agg = pd.Series.aggregate = _agg_len_per_element
 
 GENERAL = {"pop": "Pop", "itemknn": "ItemKNN", "ease": "EASE", "bpr": "BPR", "multvae": "MultiVAE",
            "multdae": "MultiDAE", "diffrec": "DiffRec"}
@@ -130,7 +144,7 @@ def _warm_up() -> None:
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
-def run_genrec(name: str, protocol: str, seed: int, truth: Truth) -> dict:
+def run_genrec(name: str, protocol: str, seed: int, truth: Truth, device: str = "cpu") -> dict:
     import torch
 
     from genrec_lib.data import load_split
@@ -144,7 +158,7 @@ def run_genrec(name: str, protocol: str, seed: int, truth: Truth) -> dict:
     seed_everything(seed)
     model = MODELS[name]()
     start = time.perf_counter()
-    model.fit(split)
+    model.fit(split, device=device)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
     own = evaluate(model, split, "test", ks=(10,))
@@ -189,14 +203,14 @@ def _input_history(model, matrix, device):
 
 
 def run_recbole(name: str, protocol: str, seed: int, data_path: Path, dataset: str, truth: Truth, work: Path,
-                epochs: int | None) -> dict:
+                epochs: int | None, device: str = "cpu") -> dict:
     import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, get_trainer, init_seed
 
     settings = dict(RECBOLE_SETTINGS, data_path=str(data_path), benchmark_filename=["train", "valid", "test"],
-                    seed=seed, checkpoint_dir=str(work / "saved"), load_col=None)
+                    seed=seed, checkpoint_dir=str(work / "saved"), load_col=None, use_gpu=device == "cuda")
     if name != "BPR":
         settings["train_neg_sample_args"] = None
     if protocol == "loo":
@@ -259,6 +273,8 @@ def main() -> None:
     parser.add_argument("--recbole-seq-epochs", type=int, default=None,
                         help="cap RecBole's epochs for the sequential models (default: RecBole's 300)")
     parser.add_argument("--work", default="/tmp/genrec-side-by-side")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where both libraries train and score (the same for both)")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV and Markdown tables")
     parser.add_argument("--note", default="", help="free text for the table (e.g. machine load)")
     parser.add_argument("--merge-from", nargs="*", default=None, metavar="FOLDER",
@@ -291,10 +307,10 @@ def main() -> None:
             for library in args.libraries:
                 print(f"{protocol} {name} {library} ...", flush=True)
                 if library == "genrec_lib":
-                    row = run_genrec(name, protocol, args.seed, truth)
+                    row = run_genrec(name, protocol, args.seed, truth, args.device)
                 else:
                     epochs = args.recbole_seq_epochs if name in SEQUENTIAL else None
-                    row = run_recbole(names[name], protocol, args.seed, data_path, dataset, truth, work, epochs)
+                    row = run_recbole(names[name], protocol, args.seed, data_path, dataset, truth, work, epochs, args.device)
                     if epochs is not None:
                         row["notes"] = f"epochs capped at {epochs}"
                 rows.append({"protocol": protocol, "model": name, "run": run, **row})
@@ -314,6 +330,8 @@ def merge_rows(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     order of ``GENERAL``/``SEQUENTIAL``, then library."""
     frame = pd.concat([old.reindex(columns=COLUMNS), new.reindex(columns=COLUMNS)], ignore_index=True)
     frame = frame.drop_duplicates(subset=KEY, keep="last")
+    # HR is not a sum over a user's several held-out items on the random protocol: left empty
+    frame.loc[frame["protocol"] == "random", ["masked.hit@10", "unmasked.hit@10"]] = np.nan
     order = {name: i for i, name in enumerate(list(GENERAL) + list(SEQUENTIAL))}
     frame = frame.assign(_p=frame["protocol"].map({"random": 0, "loo": 1}).fillna(2),
                          _m=frame["model"].map(order).fillna(len(order)),
@@ -341,7 +359,8 @@ def write_tables(rows: list[dict], args, run: str, load_before) -> None:
         "versions": f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
                     f"recbole {recbole.__version__}",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s) visible, torch threads {args.threads}; "
-                   f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after",
+                   + (f"both libraries on {torch.cuda.get_device_name(0)}; " if args.device == "cuda" else "")
+                   + f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after",
         "note": args.note,
     }
     runs = {key: value for key, value in runs.items() if key in set(frame["run"].dropna())}
@@ -354,7 +373,7 @@ def merge_folders(folders: list[str], out: Path) -> None:
     ``side_by_side_runs.json``, e.g. runs made in parallel with ``--out``) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     csv, runs_file = out / "side_by_side.csv", out / "side_by_side_runs.json"
-    frame = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=COLUMNS)
+    frame = merge_rows(pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=COLUMNS), pd.DataFrame(columns=COLUMNS))
     runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
     for folder in map(Path, folders):
         if not (folder / "side_by_side.csv").is_file():
@@ -382,9 +401,9 @@ def render_markdown(out: Path) -> None:
         "default; the script gives them train+valid); loo inputs hold only interactions strictly earlier than "
         "the target's timestamp",
         f"- RecBole settings beyond its defaults: {RECBOLE_SETTINGS['valid_metric']} for early stopping, "
-        "no negative sampling except BPR, CPU",
-        "- seconds are wall-clock on a shared CPU: compare them only between rows of the same run (a model's two "
-        "libraries always run one after the other in the same run)",
+        "no negative sampling except BPR; both libraries on the same device (CPU unless the run says GPU)",
+        "- seconds are wall-clock (on CPU, a shared machine): compare them only between rows of the same run (a "
+        "model's two libraries always run one after the other in the same process)",
         "",
         "Runs (the `run` column):",
         "",
