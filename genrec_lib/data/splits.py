@@ -180,6 +180,28 @@ def split_leave_one_out(data: Interactions, seed: int = 2020, ties: str = "rando
                  strict_input=strict_input)
 
 
+def hold_out_items(split: Split, share: float = 0.1, seed: int = 2020) -> tuple[Split, np.ndarray]:
+    """Item cold start: a seeded share of the catalogue removed from all training data.
+
+    The cold items are drawn uniformly from the whole catalogue with ``seed``, independently
+    of which items are test targets (a pool drawn from the targets would flatter any
+    cold-item heuristic). Their interactions leave ``train`` and ``valid``, so no model is
+    fitted on them and no history mentions them; ``test`` is kept whole, so some users'
+    held-out item is a cold item that no model has seen.
+
+    Returns:
+        ``(cold_split, is_cold)`` with ``is_cold`` a boolean array (n_items,).
+    """
+    if not 0 < share < 1:
+        raise ValueError(f"share must be in (0, 1), got {share!r}")
+    n = split.n_items
+    is_cold = np.zeros(n, dtype=bool)
+    is_cold[np.random.default_rng(seed).choice(n, int(round(share * n)), replace=False)] = True
+    cold = Split(split.dataset, split.train.subset(~is_cold[split.train.item]), split.valid.subset(~is_cold[split.valid.item]),
+                 split.test, split.protocol, split.seed, strict_input=split.strict_input)
+    return cold, is_cold
+
+
 def make_split(data: Interactions, protocol: str, seed: int = 2020) -> Split:
     """Split ``data`` with a protocol by name: ``"random"``, ``"loo"`` or ``"bundle"`` (chapter 09)."""
     if protocol == "random":
