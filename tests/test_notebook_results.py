@@ -47,6 +47,8 @@ BANDS = {
         "poison.clone.fakes_caught": (1.0, 1.0), "poison.itemknn.head@5%.clone": (0.0, 0.10),
         # a small SASRec predicts rather than copies: no verbatim continuations, overlap far below copying
         "memorisation.members.verbatim": (0.0, 0.05), "memorisation.members.unigram_overlap": (0.05, 0.50),
+        # without an injection the attacked candidate is first about 1/6 of the time (6 candidates, few users)
+        "injection.clean.success": (0.0, 0.6),
     },
     "08_flows_flow_matching": {
         "flowcf.test.ndcg@10": (0.305, 0.40), "planarvae.test.ndcg@10": (0.280, 0.40),
