@@ -58,7 +58,7 @@ class PlanarFlowVAE(_MultAutoencoder):
 
     variational = True
 
-    def __init__(self, n_flows: int = 4, hidden: int = 600, latent: int = 200, dropout: float = 0.5,
+    def __init__(self, n_flows: int = 4, hidden: int = 600, latent: int = 64, dropout: float = 0.5,
                  beta_cap: float = 1.0, anneal_steps: int = 400, batch_size: int = 256, learning_rate: float = 1e-3,
                  weight_decay: float = 0.0, epochs: int = 150, patience: int = 25, eval_every: int = 5,
                  seed: int = 2020):
