@@ -128,7 +128,8 @@ class LM:
         cont_ids = [self.encode(c) for c in continuations]
         self._check_lengths(prompt_ids, cont_ids)
         out = self.model(torch.tensor([prompt_ids], device=self.device), use_cache=True)
-        cache = out.past_key_values
+        # transformers 5 names the KV cache `cache` (reading `past_key_values` logs a deprecation)
+        cache = out.cache if "cache" in out else out.past_key_values
         first = torch.log_softmax(out.logits[0, -1].float(), -1)  # (V,): predicts each continuation's first token
         P = len(prompt_ids)
         sums, nexts = [], []
