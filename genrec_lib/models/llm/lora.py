@@ -16,6 +16,8 @@ padding, seeded, with a tqdm bar that renders in static HTML (``tqdm.std``).
 from __future__ import annotations
 
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,13 +69,16 @@ def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.05, targets=
     torch.manual_seed(seed)
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets),
                         bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with _quiet_peft():
+        return get_peft_model(model, config)
 
 
 def save_adapter(peft_model, path: str | Path) -> Path:
     """Save only the adapter weights and config in peft's format (a few MB)."""
     path = Path(path)
-    peft_model.save_pretrained(str(path))
+    # LoRA targets no embedding layer, so none is saved; "auto" would look the base model's
+    # config up on the Hub (offline here) and warn that it could not.
+    peft_model.save_pretrained(str(path), save_embedding_layers=False)
     return path
 
 
@@ -84,7 +89,17 @@ def load_adapter(base_model, path: str | Path):
     path = Path(path)
     if not (path / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{path} holds no peft adapter (adapter_config.json missing); save one with save_adapter()")
-    return PeftModel.from_pretrained(base_model, str(path))
+    with _quiet_peft():
+        return PeftModel.from_pretrained(base_model, str(path))
+
+
+@contextmanager
+def _quiet_peft():
+    """peft reads transformers' ``is_gradient_checkpointing``, which transformers 5 deprecates
+    with a FutureWarning on every call; the notice concerns peft, not the reader's code."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def _answer_batch(tokenizer, prompts: list[str], answers: list[str]):
