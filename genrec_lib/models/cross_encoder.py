@@ -25,7 +25,6 @@ reranking to seconds on a CPU.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -161,8 +160,3 @@ class CrossEncoderReranker(Recommender):
         top = self.first_stage_top(batch)  # (B, k)
         out = first - _OFFSET
         return out.scatter(1, top, self.rerank(batch.sequences, top))
-
-
-def recall_at(top: torch.Tensor, targets: np.ndarray) -> float:
-    """Share of rows whose target (one per row) is among ``top``'s columns: first-stage recall."""
-    return float((top == torch.as_tensor(targets)[:, None]).any(1).float().mean())
