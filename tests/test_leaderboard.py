@@ -70,3 +70,18 @@ def test_bad_leaderboard_arguments_get_one_line(args, message):
     result = run(*args)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_entries_are_keyed_by_dataset(tmp_path, monkeypatch):
+    """An entry on another dataset (chapter 14's image catalogue) never shadows the MovieLens one."""
+    monkeypatch.setenv("GENREC_RESULTS", str(tmp_path))
+    base = {"model": "bpr", "protocol": "random", "seed": 2020, "source": "test"}
+    lb.save_entry({**base, "dataset": "ml-100k", "metrics": {"ndcg@10": 0.3}})
+    lb.save_entry({**base, "dataset": "tuxpaint-stamps", "metrics": {"ndcg@10": 0.1}})
+    assert lb.load_entry("random", 2020, "bpr")["metrics"]["ndcg@10"] == 0.3
+    assert lb.load_entry("random", 2020, "bpr", dataset="tuxpaint-stamps")["metrics"]["ndcg@10"] == 0.1
+    assert lb.load_entry("random", 2020, "bpr", dataset="ml-1m") is None
+    with pytest.raises(ValueError, match="no 'dataset'"):
+        lb.save_entry(base)
+    with pytest.raises(ValueError, match="dataset must be a plain name"):
+        lb.entry_path("random", 2020, "bpr", dataset="../x")

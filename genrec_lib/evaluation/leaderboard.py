@@ -5,10 +5,10 @@ written here, so a model that a later chapter registers appears without an edit.
 class may declare the protocols it supports with a class attribute ``protocols``
 (default: ``random`` and ``loo``, the two the full-ranking evaluator handles).
 
-One *entry* is one model evaluated once on one split (protocol + seed): mean and per-user
+One *entry* is one model evaluated once on one split (dataset + protocol + seed): mean and per-user
 accuracy on the test stage (full ranking), sampled NDCG@10, beyond-accuracy summaries of
 its top-10 lists, fit and evaluation seconds, and where it came from. Entries live in
-``results/leaderboard/<protocol>-seed<seed>/<model>.json`` next to the chapters' results
+``results/leaderboard/<dataset>/<protocol>-seed<seed>/<model>.json`` next to the chapters' results
 files, so a chapter that trains a model can :func:`save_entry` it and the leaderboard
 (chapter 16, ``genrec leaderboard``) reads it instead of training it again; it trains only
 what is missing.
@@ -51,16 +51,32 @@ def registered_models(protocol: str) -> list[str]:
     return sorted(name for name, cls in MODELS.items() if protocol in supported_protocols(cls))
 
 
-def entry_path(protocol: str, seed: int, model: str) -> Path:
-    if not model or "/" in model or model.startswith("."):
-        raise ValueError(f"model must be a registered name such as 'ease', got {model!r}")
-    return results_dir() / "leaderboard" / f"{protocol}-seed{int(seed)}" / f"{model}.json"
+def entry_path(protocol: str, seed: int, model: str, dataset: str = "ml-100k") -> Path:
+    """Where the entry of ``model`` on (``dataset``, ``protocol``, ``seed``) is kept.
+
+    The dataset is part of the key: chapter 14's ``bpr`` on its image catalogue must not
+    overwrite the MovieLens ``bpr`` that chapter 16 reads.
+    """
+    for what, name, example in (("model", model, "ease"), ("dataset", dataset, "ml-100k")):
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"{what} must be a plain name such as {example!r}, got {name!r}")
+    return results_dir() / "leaderboard" / dataset / f"{protocol}-seed{int(seed)}" / f"{model}.json"
 
 
-def item_features(split: Split) -> tuple[np.ndarray, torch.Tensor]:
-    """Training popularity (n_items,) and the genre indicator matrix (n_items, n_genres)."""
+def item_features(split: Split) -> tuple[np.ndarray, torch.Tensor | None]:
+    """Training popularity (n_items,) and the genre indicator matrix (n_items, n_genres).
+
+    A catalogue without genres but with one ``category`` per item (chapter 14's stamps)
+    uses the categories as its genres; one with neither gets ``None`` (no genre columns).
+    """
     popularity = split.train.item_popularity()
-    genres, _ = M.genre_matrix(list(split.dataset.items["genres"]))
+    items = split.dataset.items
+    if "genres" in items:
+        genres, _ = M.genre_matrix(list(items["genres"]))
+    elif "category" in items:
+        genres, _ = M.genre_matrix([[c] for c in items["category"]])
+    else:
+        genres = None
     return popularity, genres
 
 
@@ -84,7 +100,8 @@ def evaluate_entry(model, split: Split, *, fit_seconds: float, source: str, over
                                item_genres=genres, text_embeddings=text_embeddings)
     names = [f"{m.split('@')[0]}@{k}" for m in ACCURACY]
     return {
-        "model": model.name, "protocol": split.protocol, "seed": int(split.seed), "source": source,
+        "model": model.name, "dataset": split.dataset.name, "protocol": split.protocol, "seed": int(split.seed),
+        "source": source,
         "overrides": overrides or {}, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "fit_seconds": round(float(fit_seconds), 3), "eval_seconds": round(full.seconds + rec_seconds, 3),
         "metrics": {n: full.metrics[n] for n in names},
@@ -97,7 +114,9 @@ def evaluate_entry(model, split: Split, *, fit_seconds: float, source: str, over
 
 def save_entry(entry: dict) -> Path:
     """Write an entry where the leaderboard finds it; returns the path."""
-    path = entry_path(entry["protocol"], entry["seed"], entry["model"])
+    if "dataset" not in entry:
+        raise ValueError("the entry has no 'dataset'; build it with evaluate_entry, which records the split's dataset")
+    path = entry_path(entry["protocol"], entry["seed"], entry["model"], entry["dataset"])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(entry))
@@ -105,9 +124,9 @@ def save_entry(entry: dict) -> Path:
     return path
 
 
-def load_entry(protocol: str, seed: int, model: str) -> dict | None:
-    """The recorded entry for ``model`` on (protocol, seed), or ``None``."""
-    path = entry_path(protocol, seed, model)
+def load_entry(protocol: str, seed: int, model: str, dataset: str = "ml-100k") -> dict | None:
+    """The recorded entry for ``model`` on (dataset, protocol, seed), or ``None``."""
+    path = entry_path(protocol, seed, model, dataset)
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -155,7 +174,7 @@ def collect(protocol: str, models: list[str] | None = None, seeds=(2020,), *, tr
     entries, splits = [], {}
     for seed in seeds:
         for name in models:
-            entry = load_entry(protocol, seed, name) if reuse else None
+            entry = load_entry(protocol, seed, name, dataset) if reuse else None
             if entry is None and (train is True or (train and name in train)):
                 if seed not in splits:
                     splits[seed] = load_split(dataset, protocol, seed)
@@ -165,7 +184,7 @@ def collect(protocol: str, models: list[str] | None = None, seeds=(2020,), *, tr
                                             text_embeddings=text_embeddings)
                 save_entry(entry)
             if entry is None:
-                entry = {"model": name, "protocol": protocol, "seed": int(seed), "source": "missing"}
+                entry = {"model": name, "dataset": dataset, "protocol": protocol, "seed": int(seed), "source": "missing"}
             entries.append(entry)
     return entries
 
