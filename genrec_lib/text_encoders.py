@@ -42,6 +42,16 @@ def mean_pool(token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch
     return (token_states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
 
+def batches_by_length(texts: list[str], batch_size: int) -> list[list[int]]:
+    """Indices of ``texts`` in batches of ``batch_size``, shortest texts first.
+
+    Batching texts of similar length wastes less compute on padding; callers put each
+    batch's outputs back at these indices.
+    """
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 @torch.no_grad()
 def encode_texts(texts: list[str], batch_size: int = 64, device: str | torch.device | None = None,
                  max_length: int = 128, cache: bool = False) -> torch.Tensor:
@@ -73,8 +83,7 @@ def encode_texts(texts: list[str], batch_size: int = 64, device: str | torch.dev
 
         device = default_device()
     tokenizer, model = _load(str(device))
-    # Batching texts of similar length wastes less compute on padding; the order is undone below.
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    order = [i for batch in batches_by_length(texts, batch_size) for i in batch]
     chunks = []
     for start in range(0, len(texts), batch_size):
         batch = [texts[i] for i in order[start : start + batch_size]]

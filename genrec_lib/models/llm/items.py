@@ -59,6 +59,16 @@ def item_names(data: Interactions, with_year: bool = True) -> list[str]:
     return [display_title(t, y) for t, y in zip(data.items["title"], years)]
 
 
+def item_descriptions(data: Interactions) -> list[str]:
+    """One short line per item, the title as people write it and the genres:
+    ``"Toy Story (1995): Animation, Children's, Comedy"`` (chapter 12b embeds these)."""
+    out = []
+    for name, genres in zip(item_names(data), data.items["genres"]):
+        genre_part = ", ".join(genres) if isinstance(genres, list) and genres else "unknown genre"
+        out.append(f"{name}: {genre_part}")
+    return out
+
+
 def normalise_title(text: str) -> str:
     """Lower case, accents and punctuation removed, articles moved, "&" -> "and", no year."""
     text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
