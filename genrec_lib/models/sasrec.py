@@ -100,11 +100,18 @@ class SASRec(TrainableRecommender):
         self._windows = tuple(torch.from_numpy(a) for a in (inputs, targets, users))
         self._train = split.train
 
+    def item_table(self) -> torch.Tensor:
+        """The item embeddings M with the zero padding row last: (I + 1, d).
+
+        A learned table here; :class:`~genrec_lib.models.sasrec_text.SASRecText` computes it from item text.
+        """
+        return self.M.weight
+
     def encode(self, S: torch.Tensor, return_attention: bool = False):
         """Hidden states F for a left-padded item sequence S (B, L): (B, L, d) (+ attention maps)."""
         L = S.shape[1]
         pad = S == self.n_items  # (B, L)
-        E = self.M(S) * math.sqrt(self.dim) + self.P.weight[-L:]  # (B, L, d), positions aligned at the end
+        E = self.item_table()[S] * math.sqrt(self.dim) + self.P.weight[-L:]  # (B, L, d), positions aligned at the end
         x = self.emb_drop(E) * (~pad).unsqueeze(-1)
         return self.encoder(x, causal=True, key_padding=pad, return_attention=return_attention)  # F: (B, L, d)
 
@@ -123,16 +130,17 @@ class SASRec(TrainableRecommender):
         S, y = batch["S"], batch["y"]
         real = y != self.n_items  # positions with a target
         F_t = self.encode(S)[real]  # (N, d)
+        M = self.item_table()  # (I + 1, d)
         if self.loss == "ce":
-            logits = F_t @ self.M.weight[: self.n_items].T  # (N, I)
+            logits = F_t @ M[: self.n_items].T  # (N, I)
             return F.cross_entropy(logits, y[real])
-        r_pos = (F_t * self.M(y[real])).sum(-1)
-        r_neg = (F_t * self.M(batch["neg"][real])).sum(-1)
+        r_pos = (F_t * M[y[real]]).sum(-1)
+        r_neg = (F_t * M[batch["neg"][real]]).sum(-1)
         return -(F.logsigmoid(r_pos) + F.logsigmoid(-r_neg)).mean()
 
     def next_item_logits(self, S: torch.Tensor) -> torch.Tensor:
         """Scores of every real item as the next one after each left-padded sequence S: (B, I)."""
-        return self.encode(S)[:, -1] @ self.M.weight[: self.n_items].T
+        return self.encode(S)[:, -1] @ self.item_table()[: self.n_items].T
 
     def score(self, batch: UserBatch) -> torch.Tensor:
         return self.next_item_logits(batch.sequences[:, -self.max_seq_len :])
