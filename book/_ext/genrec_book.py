@@ -4,7 +4,7 @@
   time its notebook recorded in ``results/<chapter>.json`` (``chapter.seconds``) on the last
   run, or a note that no results file exists. Nothing is typed in: the page is re-read on
   every build, so it always shows the results files the build found.
-- ``{syllabus}``: a course plan whose rows name chapters by number (``| 1 | Topic | 01 02 |``);
+- ``{syllabus}``: a course plan whose rows name chapters by number (``| 1 | Topic | 01 02 12b |``);
   each number becomes a link to that chapter, looked up in the table of contents.
 - A student version (``GENREC_STUDENT=1``, ``bash scripts/build_book.sh --student``): the
   cells tagged ``hide-cell`` under an "Exercises" or "Solutions" heading (the solutions)
@@ -149,7 +149,7 @@ class Syllabus(_DynamicPage):
         root = Path(self.env.srcdir)
         by_number = {}
         for page in toc_pages(root):
-            match = re.match(r"(\d\d)_", Path(page).name)
+            match = re.match(r"(\d\d[a-z]?)_", Path(page).name)  # "12_" and its companion page "12b_"
             if match:
                 by_number.setdefault(match.group(1), page)
         session = self.options.get("session", "Week")
