@@ -205,3 +205,131 @@ def test_injection_ranks_under_an_obedient_model():
     assert texts[1] == "Jaws (1975). Genres: Drama."  # the caller's texts are left alone
     with pytest.raises(ValueError, match="attacked"):
         attacks.injection_ranks(lm, ["Alien (1979)"], texts, titles, attacked=3)
+
+
+def test_explanation_checks_name_foreign_titles_and_years():
+    from genrec_lib.risks import hallucination as H
+
+    history = ["The Usual Suspects (1995)", "Toy Story (1995)"]
+    genres = [["Crime", "Thriller"], ["Animation", "Children's", "Comedy"]]
+    catalogue = history + ["Star Wars (1977)", "Heat (1995)", "Fargo (1996)"]
+    ok = H.check_explanation("You liked The Usual Suspects, and Fargo is another crime film.", history, genres,
+                             ["Crime", "Drama"], 1996, [1995, 1995], item_title="Fargo (1996)", catalogue_titles=catalogue)
+    assert ok["grounded"] and not ok["contradicts"] and ok["foreign_titles"] == []
+    # a film outside the history and the item is a contradiction; "heat" (one short word) is not read as a film
+    bad = H.check_explanation("Like Star Wars, it has heat and crime.", history, genres, ["Crime"], 1996, [1995, 1995],
+                              item_title="Fargo (1996)", catalogue_titles=catalogue)
+    assert bad["foreign_titles"] == ["Star Wars (1977)"] and bad["contradicts"] and bad["grounded"]
+    assert H.check_explanation("A crime film.", history, genres, ["Crime"], 1996, [1995, 1995])["foreign_titles"] == []
+    assert H.check_explanation("Released in 1996, a crime film.", history, genres, ["Crime"], 1996)["contradicts"] is False
+    with pytest.raises(ValueError, match="same films"):
+        H.check_explanation("x", history, genres[:1], ["Crime"])
+
+
+def test_cohen_kappa_and_its_interval():
+    from genrec_lib.risks import hallucination as H
+
+    rng = np.random.default_rng(0)
+    a = rng.random(4000) < 0.4
+    # identical labels: kappa 1; complementary labels: no agreement, kappa -p_e / (1 - p_e); independent: near 0
+    assert H.agreement(a, a) == (1.0, 1.0)
+    p = a.mean()
+    assert H.agreement(a, ~a) == (0.0, pytest.approx(-2 * p * (1 - p) / (1 - 2 * p * (1 - p))))
+    b = rng.random(4000) < 0.7
+    observed, kappa = H.agreement(a, b)
+    assert abs(kappa) < 0.05 and observed == pytest.approx(0.4 * 0.7 + 0.6 * 0.3, abs=0.03)
+    # a judge that agrees on 90% of cases beyond chance: kappa well above 0, interval around it
+    c = np.where(rng.random(4000) < 0.9, a, ~a)
+    k, low, high = H.kappa_ci(c, a, n_boot=300, seed=1)
+    assert 0.7 < low < k < high < 0.9
+    k0, low0, high0 = H.kappa_ci(a[:200], b[:200], n_boot=300)
+    assert low0 < 0 < high0  # independent labels: the interval covers 0
+    # one constant label on both sides: kappa is undefined, not a perfect 1 or a silent 0
+    assert np.isnan(H.agreement([1, 1, 1], [1, 1, 1])[1])
+    with pytest.raises(ValueError, match="same non-empty"):
+        H.agreement([1, 0], [1, 0, 1])
+
+
+class _FakeGenLM:
+    """Stands in for the LM in the hallucination helpers: chat template and Yes/No scoring."""
+
+    end_text = "<end>"
+
+    def chat(self, user, system=None, examples=()):
+        return f"[system]{system}[user]{user}[assistant]"
+
+    def score_continuations(self, prompt, continuations):
+        import torch
+        from types import SimpleNamespace
+
+        # says "Yes" exactly when the explanation mentions the word "crime"
+        says_yes = "Explanation: " in prompt and "crime" in prompt.split("Explanation: ")[1].lower()
+        return SimpleNamespace(sum=torch.tensor([0.0, -1.0] if says_yes else [-1.0, 0.0]))
+
+
+def test_prompts_and_judge_read_the_right_parts():
+    from genrec_lib.risks import hallucination as H
+
+    lm = _FakeGenLM()
+    free = H.recommendation_prompt(lm, ["Heat (1995)", "Fargo (1996)"], n=3)
+    grounded = H.recommendation_prompt(lm, ["Heat (1995)"], n=3, candidates=["Jaws (1975)", "Alien (1979)"])
+    assert "1. Heat (1995)\n2. Fargo (1996)" in free and "Choose only" not in free and "Recommend 3" in free
+    assert "- Jaws (1975)\n- Alien (1979)" in grounded
+    plain = H.explanation_prompt(lm, ["Heat (1995)"], "Fargo (1996)")
+    factual = H.explanation_prompt(lm, ["Heat (1995)"], "Fargo (1996)", history_facts=["Action, Crime"],
+                                   item_facts="Crime, Drama")
+    assert "Heat (1995) (Action, Crime)" in factual and "Fargo (1996) (Crime, Drama)" in factual
+    assert "Action" not in plain
+    prompts = [H.judge_prompt(lm, "facts", "A crime film."), H.judge_prompt(lm, "crime facts", "A comedy.")]
+    assert H.judge_says_supported(lm, prompts).tolist() == [True, False]
+    assert H.out_of_catalogue_share([]) [1] == 0
+
+
+def test_first_items_split_and_sampled_continuations(tiny_split):
+    before = _snapshot(tiny_split)
+    users = np.array([0, 2, 5])
+    small = privacy.first_items_split(tiny_split, users, length=3)
+    _same(tiny_split, before)
+    assert set(small.train.user) <= set(users) and set(small.valid.user) <= set(users)
+    sequences, full = small.train.sequences(), tiny_split.train.sequences()
+    for u in users:
+        assert list(sequences[u]) == list(full[u][:3])
+    model = get_model("sasrec", dim=8, n_layers=1, n_heads=1, max_seq_len=4, epochs=2, patience=10).fit(tiny_split)
+    prefixes = np.stack([full[u][:2] for u in range(4)])
+    greedy = privacy.greedy_continuations(model, prefixes, 3, tiny_split.n_items)
+    assert np.array_equal(greedy, privacy.greedy_continuations(model, prefixes, 3, tiny_split.n_items))
+    hot = [privacy.greedy_continuations(model, prefixes, 3, tiny_split.n_items, temperature=5.0, seed=s) for s in range(3)]
+    assert not all(np.array_equal(hot[0], h) for h in hot[1:])  # sampling varies with the seed
+    for g in [greedy, *hot]:  # never an item of the prefix, never twice
+        assert all(len(set(row) | set(p)) == len(row) + len(p) for row, p in zip(g, prefixes))
+    with pytest.raises(ValueError, match="temperature"):
+        privacy.greedy_continuations(model, prefixes, 3, tiny_split.n_items, temperature=-1)
+
+
+def test_pointwise_injection_ranks_under_a_fake_scorer():
+    import torch
+    from types import SimpleNamespace
+
+    class PointwiseLM(_FakeLM):
+        """Says Yes more readily to a candidate whose text names 'Alien': an attack that names the history works."""
+
+        def token_id(self, text):
+            return {"Yes": 1, "No": 0}[text]
+
+        def score_continuations(self, prompt, continuations, next_tokens=None):
+            yes = torch.tensor([[0.0, 5.0 if "Alien" in c.split("Would I")[0] else -float(len(c)) / 100]
+                                for c in continuations])
+            return SimpleNamespace(next_logprobs=yes[:, [1, 0]] if next_tokens == [1, 0] else yes)
+
+    lm = PointwiseLM()
+    titles = ["Heat (1995)", "Jaws (1975)", "Up (2009)"]
+    texts = [f"{t}. Genres: Drama." for t in titles]
+    payload = attacks.history_payload(["Heat (1995)", "Alien (1979)"], n=1)
+    assert payload == "Like Alien (1979)." and attacks.history_payload(["A", "B", "C"]) == "Like C, B and A."
+    ranks = attacks.pointwise_injection_ranks(lm, ["Alien (1979)"], texts, titles, attacked=0, payload=payload)
+    assert set(ranks) == set(attacks.POINTWISE_MODES)
+    assert ranks["clean"] >= 1 and ranks["injected"] == 0 and ranks["injected + guard"] == 0  # the sanitiser keeps titles
+    assert ranks["titles only"] == ranks["clean"]
+    assert texts[0] == "Heat (1995). Genres: Drama."
+    with pytest.raises(ValueError, match="attacked"):
+        attacks.pointwise_injection_ranks(lm, ["Alien (1979)"], texts, titles, attacked=5, payload=payload)

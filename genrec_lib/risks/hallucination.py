@@ -64,38 +64,71 @@ def years_named(text: str) -> set[int]:
     return {int(y) for y in re.findall(r"\b(19[0-9]{2}|20[0-2][0-9])\b", text)}
 
 
-def _core_title(title: str) -> str:
-    """A title without its year and trailing article, normalised (e.g. "Usual Suspects, The" -> "usual suspects")."""
-    title = re.sub(r"\(\d{4}\)", "", title)
-    title = re.sub(r",\s*(the|a|an|les|la|le|il|das|der|die)\s*$", "", title.strip(), flags=re.IGNORECASE)
-    title = re.sub(r"^(the|a|an)\s+", "", title.strip(), flags=re.IGNORECASE)
-    return _normal(title)
+def _title_keys(title: str) -> set[str]:
+    """Normalised forms of a title (and of its alternative title in parentheses), as the title matcher reads them."""
+    from genrec_lib.models.llm.items import _ALTERNATIVE, normalise_title
+
+    keys = {normalise_title(title)}
+    alt = _ALTERNATIVE.match(re.sub(r"\s*\(\d{4}\)\s*$", "", str(title).strip()))
+    if alt:
+        keys |= {normalise_title(alt.group(1)), normalise_title(alt.group(2))}
+    return {k for k in keys if k}
+
+
+def _names_title(norm_text: str, key: str) -> bool:
+    return f" {key} " in norm_text
 
 
 def check_explanation(text: str, history_titles: list[str], history_genres: list[list[str]],
-                      item_genres: list[str], item_year=None, history_years=()) -> dict:
+                      item_genres: list[str], item_year=None, history_years=(), item_title: str | None = None,
+                      catalogue_titles: list[str] | None = None) -> dict:
     """Automatic grounding and contradiction checks of one explanation.
 
+    *Grounded*: the text names a film of the user's history (a title of at least 5
+    characters, normalised as :class:`~genrec_lib.models.llm.items.TitleMatcher` does) or
+    a genre the item has. *Contradicts*: it names a genre that neither the item nor the
+    history has, a year that none of them has, or (when ``catalogue_titles`` is given) a
+    catalogue film that is neither the item nor in the history (titles of at least two
+    words and 8 characters, so that ordinary words such as "Heat" are not read as films).
+    These are string rules: they miss paraphrases and can misread a common phrase that
+    is also a title; their value is that every verdict can be traced to a word.
+
     Returns:
-        ``{"grounded": bool, "contradicts": bool, "mentions_history": bool,
-        "mentions_item_genre": bool, "foreign_genres": [...], "foreign_years": [...]}``.
+        ``{"grounded", "contradicts", "mentions_history", "mentions_item_genre",
+        "foreign_genres", "foreign_years", "foreign_titles"}``.
     """
-    norm = " " + _normal(text) + " "
-    cores = [c for c in (_core_title(t) for t in history_titles) if len(c) >= 5]
-    mentions_history = any(f" {c} " in norm or f" {c}'" in norm for c in cores)
+    from genrec_lib.models.llm.items import normalise_title
+
+    if len(history_titles) != len(history_genres):
+        raise ValueError(f"history_titles ({len(history_titles)}) and history_genres ({len(history_genres)}) "
+                         "must describe the same films, one entry each")
+    norm = " " + normalise_title(text) + " "
+    own = set().union(*(_title_keys(t) for t in history_titles)) if history_titles else set()
+    mentions_history = any(len(k) >= 5 and _names_title(norm, k) for k in own)
     named = genres_named(text)
     known_genres = set(item_genres) | {g for gs in history_genres for g in gs}
     mentions_item_genre = bool(named & set(item_genres))
     foreign_genres = sorted(named - known_genres)
     known_years = {int(y) for y in [item_year, *history_years] if y is not None and not _isnan(y)}
     foreign_years = sorted(years_named(text) - known_years)
+    foreign_titles = []
+    if catalogue_titles is not None:
+        allowed = own | (_title_keys(item_title) if item_title else set())
+        for title in catalogue_titles:
+            keys = _title_keys(title)
+            if keys & allowed:
+                continue
+            if any(len(k) >= 8 and " " in k and _names_title(norm, k) for k in keys):
+                foreign_titles.append(title)
+        # a longer foreign title contains shorter allowed ones ("Star Wars" in "Return of the Jedi (Star Wars ...)"): fine
     return {
         "grounded": mentions_history or mentions_item_genre,
-        "contradicts": bool(foreign_genres or foreign_years),
+        "contradicts": bool(foreign_genres or foreign_years or foreign_titles),
         "mentions_history": mentions_history,
         "mentions_item_genre": mentions_item_genre,
         "foreign_genres": foreign_genres,
         "foreign_years": foreign_years,
+        "foreign_titles": sorted(set(foreign_titles)),
     }
 
 
@@ -114,17 +147,38 @@ def out_of_catalogue_share(matches: list[list]) -> tuple[float, int]:
 
 
 def agreement(judge, reference) -> tuple[float, float]:
-    """(share of cases where the two binary labels agree, Cohen's kappa)."""
-    a, b = np.asarray(judge, dtype=bool), np.asarray(reference, dtype=bool)
-    if a.shape != b.shape or a.size == 0:
-        raise ValueError(f"judge and reference need the same non-empty shape, got {a.shape} and {b.shape}")
+    """(share of cases where the two binary labels agree, Cohen's kappa).
+
+    Cohen's kappa corrects the raw agreement for the agreement two independent raters
+    with the same label rates would reach by chance: ``(p_o - p_e) / (1 - p_e)``. It is
+    ``nan`` when both raters give one and the same label to every case (``p_e = 1``).
+    """
+    a, b = np.asarray(judge), np.asarray(reference)
+    if a.shape != b.shape or a.size == 0 or a.ndim != 1:
+        raise ValueError(f"judge and reference need the same non-empty 1-D shape, got {a.shape} and {b.shape}")
+    a, b = a.astype(bool), b.astype(bool)
     observed = float((a == b).mean())
     expected = float(a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean()))
-    kappa = 0.0 if expected == 1 else (observed - expected) / (1 - expected)
+    kappa = float("nan") if expected == 1 else (observed - expected) / (1 - expected)
     return observed, float(kappa)
 
 
-__all__ = ["GENRE_WORDS", "ML100K_GENRES", "agreement", "check_explanation", "genres_named", "out_of_catalogue_share",
+def kappa_ci(judge, reference, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Cohen's kappa with a bootstrap interval over cases (resamples where kappa is undefined are skipped)."""
+    a, b = np.asarray(judge, dtype=bool), np.asarray(reference, dtype=bool)
+    kappa = agreement(a, b)[1]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(n_boot, len(a)))
+    boots = np.array([agreement(a[i], b[i])[1] for i in idx])
+    boots = boots[~np.isnan(boots)]
+    if len(boots) == 0:
+        return kappa, float("nan"), float("nan")
+    tail = (1 - level) / 2
+    return kappa, float(np.quantile(boots, tail)), float(np.quantile(boots, 1 - tail))
+
+
+__all__ = ["GENRE_WORDS", "ML100K_GENRES", "agreement", "check_explanation", "explanation_prompt", "genres_named",
+           "judge_prompt", "judge_says_supported", "kappa_ci", "out_of_catalogue_share", "recommendation_prompt",
            "years_named"]
 
 

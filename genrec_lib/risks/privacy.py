@@ -9,8 +9,10 @@ report the attack's ROC AUC (:func:`roc_auc`; 0.5 = no leak) with a bootstrap in
 
 **Memorisation** (Carlini et al. 2021, for language models): does an autoregressive
 recommender, prompted with the start of a training sequence, generate the rest of it
-verbatim? :func:`greedy_continuations` generates; :func:`verbatim_rate` compares members
-with non-members, whose continuations the model cannot have memorised.
+verbatim? :func:`first_items_split` keeps each member's first items as training data,
+:func:`greedy_continuations` generates (greedily, or by sampling at a temperature);
+:func:`verbatim_rate` compares members with non-members, whose continuations the model
+cannot have memorised.
 
 Used by chapter 17.
 """
@@ -26,6 +28,7 @@ from scipy.stats import rankdata
 
 from genrec_lib.data import Split
 from genrec_lib.evaluation.stats import two_sample_bootstrap_ci
+from genrec_lib.models.base import check_positive
 
 
 def member_split(split: Split, fraction: float = 0.5, seed: int = 0) -> tuple[Split, np.ndarray, np.ndarray]:
@@ -78,9 +81,33 @@ def attack_auc(member_scores, non_member_scores, n_boot: int = 1000, seed: int =
     return two_sample_bootstrap_ci(member_scores, non_member_scores, roc_auc, n_boot=n_boot, seed=seed)
 
 
+def first_items_split(split: Split, users, length: int) -> Split:
+    """A new split whose training data are only the first ``length`` training items of each of ``users``.
+
+    Valid and test keep those users' rows (for early stopping); every other user is
+    absent. A small training set of short sequences is what a model can memorise.
+    """
+    check_positive(length=length)
+    users = np.asarray(users)
+    train = split.train
+    order = train.temporal_order()
+    user_sorted = train.user[order]
+    first = np.searchsorted(user_sorted, np.arange(split.n_users))
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order)) - first[user_sorted]  # (rows,) place in the user's sequence
+    keep = np.isin(train.user, users) & (position < length)
+    return replace(split, train=train.subset(keep), valid=split.valid.subset(np.isin(split.valid.user, users)),
+                   test=split.test.subset(np.isin(split.test.user, users)))
+
+
 @torch.no_grad()
-def greedy_continuations(model, prefixes: np.ndarray, n_steps: int, n_items: int) -> np.ndarray:
-    """Generate ``n_steps`` items after each prefix, one at a time, always the top-scored new item.
+def greedy_continuations(model, prefixes: np.ndarray, n_steps: int, n_items: int, temperature: float = 0.0,
+                         seed: int = 0) -> np.ndarray:
+    """Generate ``n_steps`` items after each prefix, one at a time, never repeating an item.
+
+    ``temperature=0`` takes the top-scored item each step (greedy); ``temperature > 0``
+    samples from ``softmax(scores / temperature)``, which makes verbatim reproduction less
+    likely (a decoding-time mitigation of memorisation).
 
     Args:
         model: a fitted sequential recommender (``max_seq_len`` set; reads ``batch.sequences``).
@@ -93,6 +120,9 @@ def greedy_continuations(model, prefixes: np.ndarray, n_steps: int, n_items: int
 
     if not getattr(model, "max_seq_len", None):
         raise ValueError("greedy_continuations needs a sequential model (one that sets max_seq_len)")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature!r}")
+    generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
     seqs = [list(p) for p in np.asarray(prefixes)]
@@ -105,7 +135,11 @@ def greedy_continuations(model, prefixes: np.ndarray, n_steps: int, n_items: int
             history[row, s] = 1.0
         batch = UserBatch(users=torch.arange(len(seqs), device=device), history=history, sequences=padded)
         scores = model.score(batch).float().masked_fill(history > 0, float("-inf"))
-        nxt = scores.argmax(1).cpu().numpy()
+        if temperature == 0:
+            nxt = scores.argmax(1).cpu().numpy()
+        else:
+            probs = torch.softmax(scores.cpu() / temperature, 1)  # (B, I); seen items have probability 0
+            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1).numpy()
         generated[:, step] = nxt
         for row, item in enumerate(nxt):
             seqs[row].append(int(item))
