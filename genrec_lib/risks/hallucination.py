@@ -178,7 +178,7 @@ def kappa_ci(judge, reference, n_boot: int = 1000, level: float = 0.95, seed: in
 
 
 __all__ = ["GENRE_WORDS", "ML100K_GENRES", "agreement", "check_explanation", "explanation_prompt", "genres_named",
-           "judge_prompt", "judge_says_supported", "kappa_ci", "out_of_catalogue_share", "recommendation_prompt",
+           "judge_log_odds", "judge_prompt", "judge_says_supported", "kappa_ci", "out_of_catalogue_share", "recommendation_prompt",
            "years_named"]
 
 
@@ -214,10 +214,15 @@ def judge_prompt(lm, facts: str, explanation: str) -> str:
                    system="You check explanations of movie recommendations against the facts.")
 
 
-def judge_says_supported(lm, prompts: list[str]) -> np.ndarray:
-    """For each judge prompt, whether the LLM finds "Yes" more likely than "No" as its answer."""
+def judge_log_odds(lm, prompts: list[str]) -> np.ndarray:
+    """For each judge prompt, ``log p("Yes") - log p("No")`` as the whole answer (a constrained yes/no answer), (N,)."""
     out = []
     for prompt in prompts:
         scores = lm.score_continuations(prompt, ["Yes" + lm.end_text, "No" + lm.end_text]).sum.numpy()
-        out.append(scores[0] > scores[1])
-    return np.array(out, dtype=bool)
+        out.append(float(scores[0] - scores[1]))
+    return np.array(out)
+
+
+def judge_says_supported(lm, prompts: list[str], threshold: float = 0.0) -> np.ndarray:
+    """For each judge prompt, whether the judge's log-odds of "Yes" over "No" exceed ``threshold`` (0: Yes more likely)."""
+    return judge_log_odds(lm, prompts) > threshold
