@@ -47,12 +47,23 @@ BANDS = {
         "feedback.multvae_exploration.coverage_last": (0.30, 1.0),
         # fake accounts holding the head of the catalogue lift a mid-list target (ItemKNN: about .06 clean)
         # for several models; identical fakes are all caught, and removing them restores the clean level
-        "poison.models_lifted_by_head": (2, 4), "poison.itemknn.head@5%": (0.08, 0.40),
+        "poison.models_lifted_by_head": (2, 3), "poison.itemknn.head@5%": (0.08, 0.40),
         "poison.clone.fakes_caught": (1.0, 1.0), "poison.itemknn.head@5%.clone": (0.0, 0.10),
-        # a small SASRec predicts rather than copies: no verbatim continuations, overlap far below copying
-        "memorisation.members.verbatim": (0.0, 0.05), "memorisation.members.unigram_overlap": (0.05, 0.50),
-        # without an injection the attacked candidate is first about 1/6 of the time (6 candidates, few users)
-        "injection.clean.success": (0.0, 0.6),
+        # an over-trained SASRec copies members' continuations (all of them would mean the truth leaked into
+        # the prompt), never non-members'; dropout with early stopping copies none, sampling fewer than greedy
+        "memorisation.overtrained.members.verbatim": (0.30, 0.97),
+        "memorisation.overtrained.non_members.verbatim": (0.0, 0.05),
+        "memorisation.overtrained.members_shuffled.verbatim": (0.0, 0.05),
+        "memorisation.regularised.members.verbatim": (0.0, 0.05), "memorisation.sampled.members.verbatim": (0.02, 0.70),
+        # without an injection the attacked candidate is first about 1/6 of the time (6 candidates, few users);
+        # the pointwise payload lifts it, titles-only scoring never shows the payload
+        "injection.clean.success": (0.0, 0.6), "injection.pointwise.clean.success": (0.0, 0.6),
+        "injection.pointwise.injected.success": (0.30, 1.0), "injection.pointwise.titles_only.success": (0.0, 0.6),
+        # constrained decoding spells catalogue titles only; free generation misses some (never all, if parsing works)
+        "hallucination.constrained.not_in_catalogue_share": (0.0, 0.0),
+        "hallucination.free.not_in_catalogue_share": (0.0, 0.90),
+        # a 135M judge agreeing almost perfectly with string checks would mean it was shown their verdicts
+        "judge.kappa": (-1.0, 0.8),
     },
     "08_flows_flow_matching": {
         "flowcf.test.ndcg@10": (0.305, 0.40), "planarvae.test.ndcg@10": (0.280, 0.40),
