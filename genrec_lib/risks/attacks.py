@@ -17,7 +17,11 @@ one script look alike); chapter 17 measures how many real users each removes too
 **Prompt injection**: a malicious instruction hidden in an item's text tries to make an
 LLM ranker put that item first; :func:`inject_instruction` writes the poisoned texts and
 :func:`sanitise_item_text` is the mitigation (strip instruction-like phrases and
-delimit the text as data).
+delimit the text as data); :func:`injection_ranks` measures it against a listwise ranker.
+Against a *pointwise* yes/no scorer the attacker needs no instruction: text that names
+the user's films and pre-writes the answer (:func:`history_payload`) raises the item's
+score, measured by :func:`pointwise_injection_ranks` with the guard and with titles-only
+scoring.
 
 Used by chapter 17.
 """
