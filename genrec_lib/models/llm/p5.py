@@ -93,6 +93,9 @@ def training_pairs(train: Interactions, n: int, n_history: int = 5,
 class P5(Recommender):
     """SmolLM2 with LoRA adapters tuned to write a user's next item, ranking ``llmrank`` candidates.
 
+    The defaults are the setting chosen on 100 ``llmrank`` validation users (NDCG@10, one
+    seed) among titles or IDs with summed or per-token scores, 256 pairs each.
+
     Args:
         item_repr: ``"title"`` (titles with years) or ``"id"`` (``"item 1234"``).
         n_examples: (history, next item) pairs drawn from the training split.
@@ -110,7 +113,7 @@ class P5(Recommender):
     #: it ranks candidate texts: only the llmrank protocol applies
     protocols = ("llmrank",)
 
-    def __init__(self, item_repr: str = "title", n_examples: int = 512, epochs: int = 1, batch_size: int = 16,
+    def __init__(self, item_repr: str = "id", n_examples: int = 256, epochs: int = 1, batch_size: int = 8,
                  learning_rate: float = 2e-3, rank: int = 8, alpha: int = 16, n_history: int = 5, reduce: str = "sum",
                  adapter: str | None = None, model_id: str | None = None, progress: bool = False, seed: int = 2020):
         super().__init__()
@@ -203,5 +206,7 @@ class P5(Recommender):
             self.trie_ = TitleTrie(self.tuned, self.texts)
         prompts = [self.user_prompt(h) for h in histories]
         found = self.tuned.generate_constrained(prompts, self.trie_, n=2 * n, batch_size=batch_size)
-        exclude = [()] * len(prompts) if exclude is None else exclude
-        return [[i for i in items if i not in set(map(int, skip))][:n] for items, skip in zip(found, exclude)]
+        exclude = [()] * len(prompts) if exclude is None else [set(map(int, skip)) for skip in exclude]
+        if len(exclude) != len(prompts):
+            raise ValueError(f"exclude has {len(exclude)} entries for {len(prompts)} histories; give one per history")
+        return [[i for i in items if i not in skip][:n] for items, skip in zip(found, exclude)]
