@@ -5,6 +5,7 @@
     genrec bench --protocol bundle --model bgn             # held-out last bundle per user (chapter 09)
     genrec data export --dataset ml-100k --protocol loo --seed 2020 --out DIR
     genrec leaderboard --protocol random [--models ease,bpr] [--seeds 2020 2021] [--no-train] --out DIR
+    genrec leaderboard --protocol llmrank --models pop,ease,llm-zeroshot --out DIR   # the same 20 candidates
     genrec chat --user 42 [--max-turns 5] [--k 5] < utterances.txt
 
 Bad arguments exit with status 2 and one line that lists the valid choices.
@@ -272,7 +273,8 @@ def leaderboard(dataset: str, protocol: str, models: list[str] | None, seeds: li
     frame = lb.table(entries)
     stem = f"leaderboard_{dataset}_{protocol}"
     frame.to_csv(out / f"{stem}.csv", index=False)
-    (out / f"{stem}.md").write_text(f"# Leaderboard: {dataset}, {protocol} protocol, test stage, full ranking\n\n"
+    ranking = "20 candidates per user" if protocol == "llmrank" else "full ranking"
+    (out / f"{stem}.md").write_text(f"# Leaderboard: {dataset}, {protocol} protocol, test stage, {ranking}\n\n"
                                     "NDCG@10 with a 95% bootstrap interval over users (low, high).\n\n"
                                     + lb.to_markdown(frame) + "\n")
     shown = [c for c in ("model", "seed", "source", "ndcg@10", "low", "high", "recall@10", "coverage", "gini",
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("missing command; choose one of: bench, chat, data, leaderboard")
         _choice("dataset", args.dataset, DATASETS)
         if args.command != "chat":
-            _choice("protocol", args.protocol, BENCH_PROTOCOLS if args.command == "bench" else PROTOCOLS)
+            _choice("protocol", args.protocol, BENCH_PROTOCOLS if args.command in ("bench", "leaderboard") else PROTOCOLS)
         if args.command == "chat":
             if args.max_turns <= 0 or args.k <= 0:
                 raise UsageError(f"--max-turns and --k must be > 0, got {args.max_turns} and {args.k}")

@@ -85,3 +85,28 @@ def test_entries_are_keyed_by_dataset(tmp_path, monkeypatch):
         lb.save_entry(base)
     with pytest.raises(ValueError, match="dataset must be a plain name"):
         lb.entry_path("random", 2020, "bpr", dataset="../x")
+
+
+def test_llmrank_board_puts_language_models_and_full_ranking_models_on_the_same_candidates(tmp_path, monkeypatch):
+    from genrec_lib.data import load_split
+    from genrec_lib.evaluation.llmrank import evaluate_llmrank, make_llmrank_task, random_expectation
+    from genrec_lib.models import get_model
+
+    names = lb.registered_models("llmrank")
+    assert {"llm-zeroshot", "pop", "ease"} <= set(names) and "bgn" not in names  # bgn ranks bundles only
+    monkeypatch.setenv("GENREC_RESULTS", str(tmp_path))
+    entries = lb.collect("llmrank", ["pop", "ease"], train=True, log=None)
+    assert [e["protocol"] for e in entries] == ["llmrank", "llmrank"]
+    assert lb.entry_path("llmrank", 2020, "ease").is_file()
+    split = load_split("ml-100k", "loo", 2020)
+    direct = evaluate_llmrank(get_model("pop").fit(split), make_llmrank_task(split, "test", seed=2020))
+    assert entries[0]["metrics"]["ndcg@10"] == pytest.approx(direct.metrics["ndcg@10"])  # what genrec bench reports
+    board = lb.table(entries).set_index("model")
+    chance = random_expectation()["ndcg@10"]
+    # 20 candidates, one relevant: popularity is far above chance (about .5) and nowhere near perfect
+    assert chance + 0.1 < board.loc["pop", "ndcg@10"] < 0.75, board
+    assert board.loc["pop", "low"] < board.loc["pop", "ndcg@10"] < board.loc["pop", "high"]
+    assert "coverage" not in board and "sampled ndcg@10" not in board  # no full-ranking columns on candidates
+    with pytest.raises(ValueError, match="drawn from the loo split"):
+        lb.evaluate_llmrank_entry(get_model("pop").fit(load_split("ml-100k", "random", 2020)),
+                                  load_split("ml-100k", "random", 2020), fit_seconds=0, source="test")

@@ -38,6 +38,8 @@ BANDS = {
     "16_evaluating_generative_recommenders": {
         "random.pop.test.ndcg@10": (0.090, 0.20), "random.itemknn.test.ndcg@10": (0.270, 0.40),
         "random.ease.test.ndcg@10": (0.310, 0.42), "loo.ease.test.ndcg@10": (0.050, 0.16),
+        # 20 llmrank candidates (random .227): popularity about .53, EASE higher; near 1 would be a leak
+        "llmrank.pop.test.ndcg@10": (0.40, 0.65), "llmrank.ease.test.ndcg@10": (0.45, 0.85),
     },
     "17_risks_and_harms": {
         # long-tail items get far less than their 80% share of the catalogue; a leak would not change this

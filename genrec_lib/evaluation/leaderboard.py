@@ -3,7 +3,10 @@
 Models are found through the registry (:data:`genrec_lib.models.MODELS`), never a list
 written here, so a model that a later chapter registers appears without an edit. A model
 class may declare the protocols it supports with a class attribute ``protocols``
-(default: ``random`` and ``loo``, the two the full-ranking evaluator handles).
+(default: ``random`` and ``loo``, the two the full-ranking evaluator handles). The
+``llmrank`` board (chapter 10's 20 candidates per user, drawn from the ``loo`` split) lists
+the models that declare it and every model that runs on ``loo``: a full-ranking model
+scores any candidate set, so the language models meet the classic ones on equal terms.
 
 One *entry* is one model evaluated once on one split (dataset + protocol + seed): mean and per-user
 accuracy on the test stage (full ranking), sampled NDCG@10, beyond-accuracy summaries of
@@ -36,6 +39,8 @@ from genrec_lib.results import results_dir
 #: the accuracy metrics an entry keeps (means, and per user for intervals and paired tests)
 ACCURACY = ("ndcg@10", "recall@10", "hit@10", "mrr@10")
 DEFAULT_PROTOCOLS = ("random", "loo")
+#: protocols a leaderboard can be built for: the data splits, plus ``llmrank`` (on ``loo``)
+BOARD_PROTOCOLS = PROTOCOLS + ("llmrank",)
 
 
 def supported_protocols(model_class) -> tuple[str, ...]:
@@ -48,7 +53,11 @@ def registered_models(protocol: str) -> list[str]:
     import genrec_lib.models  # noqa: F401  (importing registers every model)
     from genrec_lib.models import MODELS
 
-    return sorted(name for name, cls in MODELS.items() if protocol in supported_protocols(cls))
+    def runs_on(cls) -> bool:
+        declared = supported_protocols(cls)
+        return protocol in declared or (protocol == "llmrank" and "loo" in declared)
+
+    return sorted(name for name, cls in MODELS.items() if runs_on(cls))
 
 
 def entry_path(protocol: str, seed: int, model: str, dataset: str = "ml-100k") -> Path:
@@ -112,6 +121,31 @@ def evaluate_entry(model, split: Split, *, fit_seconds: float, source: str, over
     }
 
 
+def evaluate_llmrank_entry(model, split: Split, *, fit_seconds: float, source: str,
+                           overrides: dict | None = None) -> dict:
+    """Evaluate a model fitted on the ``loo`` split on the ``llmrank`` test candidates into an entry.
+
+    The task is the one ``genrec bench --protocol llmrank`` evaluates (200 seeded users, 20
+    candidates each, the split's seed), so the two agree; there are no beyond-accuracy
+    columns, since a ranking of 20 candidates is not a recommendation list over the catalogue.
+    """
+    from genrec_lib.evaluation.llmrank import LLMRANK_METRICS, evaluate_llmrank, make_llmrank_task
+
+    if split.protocol != "loo":
+        raise ValueError(f"llmrank candidates are drawn from the loo split; got a {split.protocol!r} split")
+    task = make_llmrank_task(split, "test", seed=split.seed)
+    result = evaluate_llmrank(model, task)
+    return {
+        "model": model.name, "dataset": split.dataset.name, "protocol": "llmrank", "seed": int(split.seed),
+        "source": source, "overrides": overrides or {}, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "fit_seconds": round(float(fit_seconds), 3), "eval_seconds": round(result.seconds, 3),
+        "n_candidates": task.n_candidates,
+        "metrics": {m: result.metrics[m] for m in LLMRANK_METRICS},
+        "users": np.asarray(result.users).tolist(),
+        "per_user": {m: np.round(result.per_user[m], 6).tolist() for m in LLMRANK_METRICS},
+    }
+
+
 def save_entry(entry: dict) -> Path:
     """Write an entry where the leaderboard finds it; returns the path."""
     if "dataset" not in entry:
@@ -131,8 +165,11 @@ def load_entry(protocol: str, seed: int, model: str, dataset: str = "ml-100k") -
 
 
 def fit_and_evaluate(name: str, split: Split, *, overrides: dict | None = None, source: str = "leaderboard",
-                     text_embeddings=None) -> tuple[dict, object]:
-    """Train a registered model with its defaults (plus ``overrides``) and evaluate it into an entry."""
+                     text_embeddings=None, protocol: str | None = None) -> tuple[dict, object]:
+    """Train a registered model with its defaults (plus ``overrides``) and evaluate it into an entry.
+
+    ``protocol="llmrank"`` evaluates on the llmrank candidates of ``split`` (a ``loo`` split).
+    """
     from genrec_lib.models import get_model
     from genrec_lib.training import seed_everything
 
@@ -143,8 +180,11 @@ def fit_and_evaluate(name: str, split: Split, *, overrides: dict | None = None, 
     start = time.perf_counter()
     model.fit(split)
     fit_seconds = time.perf_counter() - start
-    entry = evaluate_entry(model, split, fit_seconds=fit_seconds, source=source, overrides=overrides,
-                           text_embeddings=text_embeddings)
+    if (protocol or split.protocol) == "llmrank":
+        entry = evaluate_llmrank_entry(model, split, fit_seconds=fit_seconds, source=source, overrides=overrides)
+    else:
+        entry = evaluate_entry(model, split, fit_seconds=fit_seconds, source=source, overrides=overrides,
+                               text_embeddings=text_embeddings)
     return entry, model
 
 
@@ -162,8 +202,8 @@ def collect(protocol: str, models: list[str] | None = None, seeds=(2020,), *, tr
     """
     from genrec_lib.data import load_split
 
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+    if protocol not in BOARD_PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of: {', '.join(BOARD_PROTOCOLS)}")
     available = registered_models(protocol)
     models = available if models is None else list(models)
     unknown = [m for m in models if m not in available]
@@ -177,11 +217,11 @@ def collect(protocol: str, models: list[str] | None = None, seeds=(2020,), *, tr
             entry = load_entry(protocol, seed, name, dataset) if reuse else None
             if entry is None and (train is True or (train and name in train)):
                 if seed not in splits:
-                    splits[seed] = load_split(dataset, protocol, seed)
+                    splits[seed] = load_split(dataset, "loo" if protocol == "llmrank" else protocol, seed)
                 if log:
                     log(f"training {name} on {protocol} (seed {seed}) ...")
                 entry, _ = fit_and_evaluate(name, splits[seed], overrides=overrides.get(name),
-                                            text_embeddings=text_embeddings)
+                                            text_embeddings=text_embeddings, protocol=protocol)
                 save_entry(entry)
             if entry is None:
                 entry = {"model": name, "dataset": dataset, "protocol": protocol, "seed": int(seed), "source": "missing"}
@@ -198,8 +238,9 @@ def table(entries: list[dict], metric: str = "ndcg@10", n_boot: int = 1000, leve
             mean, low, high = bootstrap_ci(e["per_user"][metric], n_boot=n_boot, level=level, seed=0)
             row.update({metric: mean, "low": low, "high": high})
             row.update({m: v for m, v in e["metrics"].items() if m != metric})
-            row[f"sampled {metric}"] = e["sampled"].get(metric, np.nan)
-            row.update(e["beyond"])
+            if "sampled" in e:  # full-ranking protocols only
+                row[f"sampled {metric}"] = e["sampled"].get(metric, np.nan)
+            row.update(e.get("beyond", {}))
             row.update({"fit s": e["fit_seconds"], "eval s": e["eval_seconds"]})
         rows.append(row)
     frame = pd.DataFrame(rows)
