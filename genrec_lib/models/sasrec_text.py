@@ -8,9 +8,10 @@ SASRec (:mod:`genrec_lib.models.sasrec`) learns one free vector ``M_i`` per item
 that never occurs in training keeps its random initialisation: it cannot be recommended on
 merit. Here each item ``i`` has a text vector ``x_i`` in R^D (a language model's pooled hidden
 states, :mod:`genrec_lib.models.llm.representations`, or MiniLM sentence embeddings), and the
-table is a learned linear map of the standardised text vectors,
+table is a learned linear map of the PCA-whitened text vectors (:func:`whiten`: centred,
+the k leading principal directions kept, each with unit variance),
 
-    x~_i = (x_i - mu) / sigma,      M_i = W x~_i,      W in R^{d x D},
+    x~_i = whiten(x)_i in R^k,      M_i = W x~_i,      W in R^{d x k},
 
 used both to embed the input sequence and to score every item (``r_{i,t} = F_t . M_i``).
 With ``freeze_items=True`` (UniSRec's frozen text encoder with a learned adaptor) only W
@@ -20,10 +21,10 @@ text and are trained with everything else (Harte et al. initialise SASRec's tabl
 reduced LLM embeddings and then train it like ID embeddings).
 
 Deviations from the papers: UniSRec's adaptor is a mixture of whitening experts with a
-learned bias; here it is one linear map after a fixed per-dimension standardisation
-(``mu``, ``sigma`` from the item texts only, never from interactions). Harte et al. reduce
-the LLM embeddings with PCA before initialising; here the reduction is the learned W, and
-the same architecture serves both modes, so that they differ only in what is trained.
+learned bias; here it is one linear map after a fixed PCA whitening (computed from the
+item texts only, never from interactions). Harte et al. reduce the LLM embeddings with PCA
+and initialise the table with them; here the whitened vectors pass through the learned W
+in both modes, so that the modes differ only in what is trained.
 """
 
 from __future__ import annotations
