@@ -83,11 +83,10 @@ def encode_texts(texts: list[str], batch_size: int = 64, device: str | torch.dev
 
         device = default_device()
     tokenizer, model = _load(str(device))
-    order = [i for batch in batches_by_length(texts, batch_size) for i in batch]
-    chunks = []
-    for start in range(0, len(texts), batch_size):
-        batch = [texts[i] for i in order[start : start + batch_size]]
-        tokens = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
+    order, chunks = [], []
+    for index in batches_by_length(texts, batch_size):
+        order += index
+        tokens = tokenizer([texts[i] for i in index], padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
         states = model(**tokens).last_hidden_state  # (B, T, 384)
         pooled = mean_pool(states, tokens["attention_mask"])
         chunks.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())

@@ -238,6 +238,12 @@ def score_titles(lm, prompt: str, titles: list[str]) -> np.ndarray:
 INJECTION_MODES = ("clean", "injected", "injected + guard", "titles only")
 
 
+def _check_attacked(candidate_texts: list[str], candidate_titles: list[str], attacked: int) -> None:
+    if not 0 <= attacked < len(candidate_titles) or len(candidate_texts) != len(candidate_titles):
+        raise ValueError(f"attacked must index the {len(candidate_titles)} candidates, and there must be one text "
+                         f"per title (got {len(candidate_texts)} texts, attacked={attacked})")
+
+
 def injection_ranks(lm, history_names: list[str], candidate_texts: list[str], candidate_titles: list[str],
                     attacked: int, instruction: str = INJECTION, modes=INJECTION_MODES) -> dict[str, int]:
     """Rank (0 = first) of candidate ``attacked`` under each setting of :data:`INJECTION_MODES` (or those in ``modes``).
@@ -249,9 +255,7 @@ def injection_ranks(lm, history_names: list[str], candidate_texts: list[str], ca
     shows no candidate text at all and only scores the titles (constrained scoring), so the
     poisoned text never reaches the model.
     """
-    if not 0 <= attacked < len(candidate_titles) or len(candidate_texts) != len(candidate_titles):
-        raise ValueError(f"attacked must index the {len(candidate_titles)} candidates, and there must be one text "
-                         f"per title (got {len(candidate_texts)} texts, attacked={attacked})")
+    _check_attacked(candidate_texts, candidate_titles, attacked)
     unknown = set(modes) - set(INJECTION_MODES)
     if unknown:
         raise ValueError(f"unknown mode(s) {sorted(unknown)}; choose from {', '.join(INJECTION_MODES)}")
@@ -318,9 +322,7 @@ def pointwise_injection_ranks(lm, history_names: list[str], candidate_texts: lis
     ``"titles only"`` shows each candidate as its catalogue title, so no text an attacker
     wrote reaches the model.
     """
-    if not 0 <= attacked < len(candidate_titles) or len(candidate_texts) != len(candidate_titles):
-        raise ValueError(f"attacked must index the {len(candidate_titles)} candidates, and there must be one text "
-                         f"per title (got {len(candidate_texts)} texts, attacked={attacked})")
+    _check_attacked(candidate_texts, candidate_titles, attacked)
     poisoned = inject_instruction(candidate_texts, attacked, payload)
     C = len(candidate_texts)
     # clean texts, the attacked text with the payload, and the titles share one prompt cache

@@ -205,8 +205,8 @@ class P5(Recommender):
         if not hasattr(self, "trie_"):
             self.trie_ = TitleTrie(self.tuned, self.texts)
         prompts = [self.user_prompt(h) for h in histories]
-        found = self.tuned.generate_constrained(prompts, self.trie_, n=2 * n, batch_size=batch_size)
         exclude = [()] * len(prompts) if exclude is None else [set(map(int, skip)) for skip in exclude]
         if len(exclude) != len(prompts):
             raise ValueError(f"exclude has {len(exclude)} entries for {len(prompts)} histories; give one per history")
+        found = self.tuned.generate_constrained(prompts, self.trie_, n=2 * n, batch_size=batch_size)
         return [[i for i in items if i not in skip][:n] for items, skip in zip(found, exclude)]
