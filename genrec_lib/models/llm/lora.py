@@ -129,38 +129,59 @@ def train_lora(peft_model, tokenizer, prompts: list[str], answers: list[str], ep
     """
     if len(prompts) != len(answers) or not prompts:
         raise ValueError(f"need as many answers as prompts (and at least one), got {len(prompts)} and {len(answers)}")
-    check_positive(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+    device = peft_model.device
+
+    def loss_of(index):
+        ids, mask, positions, y = (t.to(device) for t in _answer_batch(
+            tokenizer, [prompts[i] for i in index], [answers[i] for i in index]))
+        logits = peft_model(input_ids=ids, attention_mask=mask, position_ids=positions).logits  # (B, T, V)
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), y[:, 1:].flatten(), ignore_index=-100)
+        return loss, int(mask.sum())
+
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    return optimise(peft_model, [{"params": params, "lr": learning_rate}], len(prompts), loss_of, epochs=epochs,
+                    batch_size=batch_size, seed=seed, progress=progress, desc=desc)
+
+
+def optimise(module, param_groups: list[dict], n_examples: int, loss_of, epochs: int = 1, batch_size: int = 8,
+             seed: int = 2020, progress: bool = True, desc: str = "LoRA") -> LoRALog:
+    """The training loop every fine-tuned recommender shares: AdamW over shuffled mini-batches, seeded.
+
+    Args:
+        module: the model being trained (put in training mode, then back in evaluation mode).
+        param_groups: AdamW parameter groups, each with its ``"lr"``.
+        n_examples: examples ``0 .. n_examples - 1``, shuffled every epoch.
+        loss_of: ``loss_of(index) -> (loss, tokens)`` for a batch of example indices.
+        progress: show a tqdm bar (``tqdm.std`` on standard output, which renders in a static notebook).
+    """
+    check_positive(epochs=epochs, batch_size=batch_size, n_examples=n_examples)
+    for group in param_groups:
+        check_positive(learning_rate=group["lr"])
     import sys
 
     from tqdm.std import tqdm
 
-    device = peft_model.device
     generator = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    params = [p for p in peft_model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(param_groups, weight_decay=0.0)
     log = LoRALog()
-    n_steps = epochs * -(-len(prompts) // batch_size)
+    n_steps = epochs * -(-n_examples // batch_size)
     # tqdm.std on stdout: plain text that a static page shows as it is (no widget, no stderr block)
     bar = tqdm(total=n_steps, desc=desc, disable=not progress, mininterval=2.0, file=sys.stdout)
-    peft_model.train()
+    module.train()
     start = time.perf_counter()
     for _ in range(epochs):
-        order = generator.permutation(len(prompts))
-        for first in range(0, len(order), batch_size):
-            index = order[first : first + batch_size]
-            ids, mask, positions, y = (t.to(device) for t in _answer_batch(
-                tokenizer, [prompts[i] for i in index], [answers[i] for i in index]))
-            logits = peft_model(input_ids=ids, attention_mask=mask, position_ids=positions).logits  # (B, T, V)
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), y[:, 1:].flatten(), ignore_index=-100)
+        order = generator.permutation(n_examples)
+        for first in range(0, n_examples, batch_size):
+            loss, tokens = loss_of(order[first : first + batch_size])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             log.losses.append(float(loss.detach()))
-            log.tokens += int(mask.sum())
+            log.tokens += tokens
             bar.update(1)
             bar.set_postfix(loss=f"{log.losses[-1]:.3f}", refresh=False)
     bar.close()
-    peft_model.eval()
+    module.eval()
     log.seconds = time.perf_counter() - start
     return log
