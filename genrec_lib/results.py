@@ -86,6 +86,19 @@ def finish_chapter(chapter: str, budget_s: float | None = None) -> float:
     return seconds
 
 
+def benchmark_record(name: str, path: str | Path | None = None) -> dict:
+    """A benchmark's JSON record, ``benchmarks/results/<name>.json``, measured outside the book's build.
+
+    ``benchmark_record("llmrank_finetuned")`` is what ``benchmarks/llmrank_finetuned.py``
+    recorded: every language model on all 200 ``llmrank`` users (chapter 12).
+    """
+    file = Path(path) if path is not None else PROJECT_ROOT / "benchmarks" / "results" / f"{name}.json"
+    if not file.is_file():
+        raise FileNotFoundError(f"no benchmark record at {file}: it ships with the repository's benchmarks/ folder; "
+                                f"clone the repository or run benchmarks/{name}.py (see benchmarks/README.md)")
+    return json.loads(file.read_text())
+
+
 def side_by_side(path: str | Path | None = None):
     """The side-by-side table with RecBole 1.2.1 (``benchmarks/results/side_by_side.csv``) and its runs' provenance.
 

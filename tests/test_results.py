@@ -31,3 +31,13 @@ def test_chapter_timer_records_seconds_and_warns_over_budget(tmp_path, monkeypat
     assert results.read("99_demo")["chapter.seconds"] == round(seconds, 1)
     with pytest.raises(ValueError, match="without start_chapter"):
         results.finish_chapter("98_never_started")
+
+
+def test_benchmark_record_reads_the_llmrank_file_and_names_a_missing_one(tmp_path):
+    record = results.benchmark_record("llmrank_finetuned")
+    for spec, model in record["models"].items():
+        assert len(model["users"]) == len(model["ndcg@10"]) == record["runs"][model["run"]]["users"], spec
+        assert all(0.0 <= v <= 1.0 for v in model["ndcg@10"]), spec
+        assert abs(sum(model["ndcg@10"]) / len(model["ndcg@10"]) - model["metrics"]["ndcg@10"]) < 1e-3, spec
+    with pytest.raises(FileNotFoundError, match="run benchmarks/nothing.py"):
+        results.benchmark_record("nothing", path=tmp_path / "nothing.json")

@@ -92,7 +92,7 @@ def test_bad_arguments_raise_one_line_errors():
         p5.P5().score(None)
     with pytest.raises(ValueError, match="item_learning_rate must be > 0"):
         p5.P5(item_learning_rate=0)
-    assert (p5.P5().n_examples, p5.P5().n_history) == (400, 40)  # item tokens: whole sequences
+    assert (p5.P5().n_examples, p5.P5().n_history) == (300, 40)  # item tokens: whole sequences
     assert (p5.P5(item_repr="id").n_examples, p5.P5(item_repr="id").n_history) == (256, 5)
 
 
