@@ -21,7 +21,6 @@ parsed as Python literals when they can be); every run replaces those models' ro
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import platform
@@ -43,17 +42,13 @@ RESULTS = ROOT / "benchmarks" / "results" / "llmrank_finetuned.json"
 
 def parse(spec: str) -> tuple[str, dict]:
     """``"llm-p5:item_repr=id,n_examples=512"`` -> (``"llm-p5"``, ``{"item_repr": "id", "n_examples": 512}``)."""
+    from genrec_lib.cli import UsageError, parse_overrides
+
     name, _, rest = spec.partition(":")
-    overrides = {}
-    for pair in filter(None, rest.split(",")):
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"bad override {pair!r} in {spec!r}; write key=value")
-        try:
-            overrides[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[key] = value
-    return name, overrides
+    try:
+        return name, parse_overrides([pair for pair in rest.split(",") if pair])
+    except UsageError as error:
+        raise SystemExit(f"{spec!r}: {error}") from None
 
 
 def main(argv=None) -> None:
