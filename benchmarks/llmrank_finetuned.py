@@ -15,7 +15,7 @@ Run (from the repository root)::
 
 A model is a registered name with optional ``key=value`` overrides after a colon (values
 parsed as Python literals when they can be); every run replaces those models' rows in
-``results/llmrank_finetuned.json`` and keeps the others.
+``genrec_lib/records/llmrank_finetuned.json`` (package data) and keeps the others.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_MODELS = ("pop", "bpr", "sasrec", "llm-p5", "llm-zeroshot", "llm-p5:item_repr=id", "llm-p5:init=random",
                   "llm-tallrec")
-RESULTS = ROOT / "benchmarks" / "results" / "llmrank_finetuned.json"
+RESULTS = ROOT / "genrec_lib" / "records" / "llmrank_finetuned.json"  # package data: chapters read it via benchmark_record
 
 
 def parse(spec: str) -> tuple[str, dict]:

@@ -13,7 +13,7 @@
    both conventions: seen items masked, and not masked. Each library's own evaluator's
    number is kept next to it, in that library's convention.
 
-Writes ``results/side_by_side.csv`` and ``results/side_by_side.md``.
+Writes ``genrec_lib/records/side_by_side.csv`` and ``side_by_side.md`` (package data: chapters read them).
 """
 
 from __future__ import annotations
@@ -275,7 +275,8 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/genrec-side-by-side")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="where both libraries train and score (the same for both)")
-    parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV and Markdown tables")
+    parser.add_argument("--out", default=str(HERE.parent / "genrec_lib" / "records"),
+                        help="folder for the CSV and Markdown tables (default: the library's package data, which chapters read)")
     parser.add_argument("--note", default="", help="free text for the table (e.g. machine load)")
     parser.add_argument("--merge-from", nargs="*", default=None, metavar="FOLDER",
                         help="only merge the tables in these folders (other runs' --out) into --out, by (protocol, "

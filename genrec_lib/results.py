@@ -86,24 +86,34 @@ def finish_chapter(chapter: str, budget_s: float | None = None) -> float:
     return seconds
 
 
+RECORDS = Path(__file__).resolve().parent / "records"
+"""The benchmark records that ship with the library (package data): measured outside the
+book's build by the scripts in the repository's ``benchmarks/`` folder, read by chapters."""
+
+
 def benchmark_record(name: str, path: str | Path | None = None) -> dict:
-    """A benchmark's JSON record, ``benchmarks/results/<name>.json``, measured outside the book's build.
+    """A benchmark's JSON record, ``genrec_lib/records/<name>.json``, measured outside the book's build.
 
     ``benchmark_record("llmrank_finetuned")`` is what ``benchmarks/llmrank_finetuned.py``
-    recorded: every language model on all 200 ``llmrank`` users (chapter 12).
+    recorded: every language model on all 200 ``llmrank`` users (chapter 12). The records
+    ship inside the library (package data), so a chapter run without the repository reads them too.
     """
-    file = Path(path) if path is not None else PROJECT_ROOT / "benchmarks" / "results" / f"{name}.json"
+    if path is None and (not name or "/" in name or name.startswith(".")):
+        raise ValueError(f"name must be a plain record name such as 'llmrank_finetuned', got {name!r}")
+    file = Path(path) if path is not None else RECORDS / f"{name}.json"
     if not file.is_file():
-        raise FileNotFoundError(f"no benchmark record at {file}: it ships with the repository's benchmarks/ folder; "
-                                f"clone the repository or run benchmarks/{name}.py (see benchmarks/README.md)")
+        known = sorted(p.stem for p in RECORDS.glob("*.json")) if RECORDS.is_dir() else []
+        raise FileNotFoundError(f"no benchmark record at {file} (records shipped with the library: {known}); "
+                                f"run benchmarks/{name}.py from the repository to measure it (see benchmarks/README.md)")
     return json.loads(file.read_text())
 
 
 def side_by_side(path: str | Path | None = None):
-    """The side-by-side table with RecBole 1.2.1 (``benchmarks/results/side_by_side.csv``) and its runs' provenance.
+    """The side-by-side table with RecBole 1.2.1 (``genrec_lib/records/side_by_side.csv``) and its runs' provenance.
 
     Chapters that compare the library with RecBole read their numbers from here and only
-    from here (see ``benchmarks/README.md``; the table is measured outside the book's build).
+    from here (see the repository's ``benchmarks/README.md``; the table is measured outside
+    the book's build and ships with the library as package data).
 
     Returns:
         ``(table, runs)``: a DataFrame with one row per (protocol, model, library), and a
@@ -111,10 +121,10 @@ def side_by_side(path: str | Path | None = None):
     """
     import pandas as pd
 
-    csv = Path(path) if path is not None else PROJECT_ROOT / "benchmarks" / "results" / "side_by_side.csv"
+    csv = Path(path) if path is not None else RECORDS / "side_by_side.csv"
     if not csv.is_file():
-        raise FileNotFoundError(f"no side-by-side table at {csv}: it ships with the repository's benchmarks/ folder; "
-                                "clone the repository or run benchmarks/side_by_side.py (see benchmarks/README.md)")
+        raise FileNotFoundError(f"no side-by-side table at {csv}: run benchmarks/side_by_side.py from the "
+                                "repository (see benchmarks/README.md)")
     table = pd.read_csv(csv)
     runs_file = csv.with_name("side_by_side_runs.json")
     runs = json.loads(runs_file.read_text()) if runs_file.is_file() else {}
