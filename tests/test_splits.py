@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
+import torch
 
 from genrec_lib.data import make_split, split_leave_one_out
+from genrec_lib.data.splits import hold_out_items
+from genrec_lib.evaluation import recommend
+from genrec_lib.models.base import Recommender
 
 
 def _keys(part):
@@ -140,3 +144,33 @@ def test_unknown_protocol_lists_choices(tiny):
         make_split(tiny, "temporal")
     with pytest.raises(ValueError, match="random, file"):
         split_leave_one_out(tiny, ties="index")
+
+
+class _ColdFirst(Recommender):
+    """Scores cold items above every warm one: the worst case for the seen-item mask."""
+
+    def __init__(self, is_cold):
+        super().__init__()
+        self.is_cold = torch.as_tensor(is_cold, dtype=torch.float32)
+
+    def fit(self, split):
+        return self
+
+    def score(self, batch):
+        return self.is_cold.expand(len(batch.users), -1).clone()
+
+
+@pytest.mark.parametrize("protocol", ["random", "loo"])
+def test_hold_out_items_still_masks_what_users_rated(ml100k, protocol):
+    split = make_split(ml100k, protocol, seed=2020)
+    cold, is_cold = hold_out_items(split, share=0.1, seed=2020)
+    # Models read no cold item, but the evaluator masks everything rated in the original train/valid.
+    assert not is_cold[cold.history("test").indices].any()
+    for stage in ("valid", "test"):
+        assert (cold.seen(stage) != split.seen(stage)).nnz == 0
+    # A scorer that ranks cold items first never recommends a cold film the user already rated.
+    rated_cold = split.train.concat(split.valid)
+    users = np.unique(rated_cold.user[is_cold[rated_cold.item]])[:200]
+    top = recommend(_ColdFirst(is_cold), cold, "test", k=20, users=users)
+    seen = split.seen("test")[users].toarray()
+    assert len(users) == 200 and not np.take_along_axis(seen, top, axis=1).any()

@@ -38,6 +38,9 @@ class Split:
     protocol: str
     seed: int
     strict_input: bool = False
+    # The split this one was derived from by removing interactions (:func:`hold_out_items`):
+    # what a user rated there stays masked here, though no model reads it (see :meth:`seen`).
+    original: "Split | None" = field(default=None, repr=False, compare=False)
     # Derived matrices and sequences, computed once: the training loop asks for them every epoch.
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -95,7 +98,13 @@ class Split:
 
     def seen(self, stage: str) -> sp.csr_matrix:
         """Binary matrix of every item each user is known to have seen before ``stage``:
-        the items the evaluator removes from the ranking (a superset of :meth:`history`)."""
+        the items the evaluator removes from the ranking (a superset of :meth:`history`).
+
+        A split derived by removing interactions (``original`` set, :func:`hold_out_items`)
+        masks everything known in the original split: a film the user rated is not
+        recommended to her again just because the models were not shown that rating."""
+        if self.original is not None:
+            return self._cached(("seen", stage), lambda: self.original.seen(stage))
         if not self.strict_input:
             return self.history(stage)
         return self._cached(("seen", stage), lambda: self.known(stage).csr())
@@ -187,7 +196,9 @@ def hold_out_items(split: Split, share: float = 0.1, seed: int = 2020) -> tuple[
     of which items are test targets (a pool drawn from the targets would flatter any
     cold-item heuristic). Their interactions leave ``train`` and ``valid``, so no model is
     fitted on them and no history mentions them; ``test`` is kept whole, so some users'
-    held-out item is a cold item that no model has seen.
+    held-out item is a cold item that no model has seen. The evaluator still masks every
+    item a user rated in the original ``train`` and ``valid`` (:meth:`Split.seen`), cold
+    ones included: a film she already rated is neither recommended again nor a hit.
 
     Returns:
         ``(cold_split, is_cold)`` with ``is_cold`` a boolean array (n_items,).
@@ -198,7 +209,8 @@ def hold_out_items(split: Split, share: float = 0.1, seed: int = 2020) -> tuple[
     is_cold = np.zeros(n, dtype=bool)
     is_cold[np.random.default_rng(seed).choice(n, int(round(share * n)), replace=False)] = True
     cold = Split(split.dataset, split.train.subset(~is_cold[split.train.item]), split.valid.subset(~is_cold[split.valid.item]),
-                 split.test, split.protocol, split.seed, strict_input=split.strict_input)
+                 split.test, split.protocol, split.seed, strict_input=split.strict_input,
+                 original=split.original if split.original is not None else split)
     return cold, is_cold
 
 
