@@ -356,8 +356,14 @@ def main(argv: list[str] | None = None) -> int:
         if json_path:
             json_path.write_text(json.dumps(record, indent=2))
     elif args.command == "leaderboard":
-        print(leaderboard(args.dataset, args.protocol, args.models, args.seeds, not args.no_train, args.retrain,
-                          board_overrides, out))
+        from genrec_lib.evaluation.leaderboard import StaleEntryError
+
+        try:
+            print(leaderboard(args.dataset, args.protocol, args.models, args.seeds, not args.no_train, args.retrain,
+                              board_overrides, out))
+        except StaleEntryError as error:
+            print(f"genrec: error: {error}", file=sys.stderr)
+            return 2
     else:
         for path in export(args.dataset, args.protocol, args.seed, out):
             print(path)

@@ -1,5 +1,6 @@
 """The leaderboard: registry-driven, reuses recorded entries, trains only what is missing."""
 
+import json
 import subprocess
 import sys
 
@@ -54,6 +55,13 @@ def test_cli_writes_csv_and_markdown_then_reuses_entries(tmp_path, monkeypatch):
     again = pd.read_csv(out / "leaderboard_ml-100k_random.csv").set_index("model")
     assert again.loc["ease", "ndcg@10"] == pytest.approx(ease["ndcg@10"])
     assert again.loc["itemknn", "source"] == "missing"
+    # An entry written by other code is refused with one line when training is not allowed.
+    path = tmp_path / "results" / "leaderboard" / "ml-100k" / "random-seed2020" / "ease.json"
+    entry = json.loads(path.read_text())
+    path.write_text(json.dumps({**entry, "provenance": {**entry["provenance"], "library": "0.0.1"}}))
+    third = run("leaderboard", "--protocol", "random", "--models", "ease", "--no-train", "--out", str(out), env=env)
+    assert third.returncode == 2 and len(third.stderr.strip().splitlines()) == 1
+    assert "entry of ease (seed 2020) is stale: it was written by genrec_lib 0.0.1" in third.stderr
 
 
 @pytest.mark.parametrize(
@@ -110,3 +118,46 @@ def test_llmrank_board_puts_language_models_and_full_ranking_models_on_the_same_
     with pytest.raises(ValueError, match="drawn from the loo split"):
         lb.evaluate_llmrank_entry(get_model("pop").fit(load_split("ml-100k", "random", 2020)),
                                   load_split("ml-100k", "random", 2020), fit_seconds=0, source="test")
+
+
+def test_entries_record_what_produced_them_and_a_stale_one_is_refused_or_retrained(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENREC_RESULTS", str(tmp_path))
+    logged = []
+    first, = lb.collect("random", ["pop"], train=True, log=logged.append)
+    assert logged == ["training pop on random (seed 2020) ..."]
+    assert first["provenance"] == lb.provenance(MODELS["pop"], None) and 0 < first["valid"]["ndcg@10"] < 1
+    # Current code and settings: reused, nothing trained.
+    again, = lb.collect("random", ["pop"], train=False, log=logged.append)
+    assert again == first and len(logged) == 1
+    # The same entry as if written by other code: refused with one line when it may not be trained ...
+    path = lb.entry_path("random", 2020, "pop")
+    path.write_text(json.dumps({**first, "provenance": {**first["provenance"], "code": "0" * 16}}))
+    with pytest.raises(lb.StaleEntryError, match="entry of pop .* is stale: the code of the model") as refused:
+        lb.collect("random", ["pop"], train=False, log=None)
+    assert "\n" not in str(refused.value)
+    # ... and retrained when it may.
+    retrained, = lb.collect("random", ["pop"], train=["pop"], log=logged.append)
+    assert "stale" in logged[1] and logged[2].startswith("training pop")
+    assert retrained["provenance"]["code"] == first["provenance"]["code"] and lb.load_entry("random", 2020, "pop") == retrained
+    # An entry without provenance (an older library) is stale too.
+    path.write_text(json.dumps({k: v for k, v in first.items() if k != "provenance"}))
+    assert "no provenance" in lb.stale_reason(lb.load_entry("random", 2020, "pop"))
+
+
+def test_settings_asked_for_must_match_the_recorded_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENREC_RESULTS", str(tmp_path))
+    default, = lb.collect("random", ["itemknn"], train=True, log=None)
+    assert default["provenance"]["overrides"] == {}
+    assert lb.stale_reason(default, None) is None and lb.stale_reason(default, {}) is None
+    assert "trained with settings {}, asked for {'k': 20}" in lb.stale_reason(default, {"k": 20})
+    with pytest.raises(lb.StaleEntryError, match="trained with settings"):
+        lb.collect("random", ["itemknn"], train=False, overrides={"itemknn": {"k": 20}}, log=None)
+    small, = lb.collect("random", ["itemknn"], train=True, overrides={"itemknn": {"k": 20}}, log=None)
+    assert small["provenance"]["overrides"] == {"k": 20} and small["metrics"] != default["metrics"]
+    # Without settings asked for, whatever was recorded is accepted (a chapter's own settings).
+    assert lb.collect("random", ["itemknn"], train=False, log=None)[0] == small
+
+
+def test_code_hash_tells_models_apart_and_is_stable():
+    assert lb.code_hash(MODELS["pop"]) == lb.code_hash(MODELS["pop"]) != lb.code_hash(MODELS["ease"])
+    assert lb.provenance(MODELS["ease"], {"shape": (2, 3)})["overrides"] == {"shape": [2, 3]}  # as JSON reads it back

@@ -16,11 +16,20 @@ files, so a chapter that trains a model can :func:`save_entry` it and the leader
 (chapter 16, ``genrec leaderboard``) reads it instead of training it again; it trains only
 what is missing.
 
+An entry records what produced it (:func:`provenance`): the library version, a hash of the
+source of the model's classes and of the training and evaluation code, and the settings it
+was trained with. :func:`collect` reuses an entry only when these match the code that would
+run now and the settings asked for; a stale entry is retrained, or refused with one line
+when the model may not be trained here. An entry also keeps the validation NDCG@10, so a
+reference model can be chosen without looking at test.
+
 Used by chapter 16 and ``genrec leaderboard``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import time
 from pathlib import Path
@@ -35,6 +44,7 @@ from genrec_lib.evaluation import metrics as M
 from genrec_lib.evaluation.ranking import evaluate, recommend
 from genrec_lib.evaluation.stats import bootstrap_ci
 from genrec_lib.results import results_dir
+from genrec_lib import __version__
 
 #: the accuracy metrics an entry keeps (means, and per user for intervals and paired tests)
 ACCURACY = ("ndcg@10", "recall@10", "hit@10", "mrr@10")
@@ -72,6 +82,60 @@ def entry_path(protocol: str, seed: int, model: str, dataset: str = "ml-100k") -
     return results_dir() / "leaderboard" / dataset / f"{protocol}-seed{int(seed)}" / f"{model}.json"
 
 
+#: modules whose code shapes every entry besides the model's own classes
+_SHARED_CODE = ("genrec_lib.training", "genrec_lib.data.splits", "genrec_lib.evaluation.ranking",
+                "genrec_lib.evaluation.metrics", "genrec_lib.evaluation.llmrank")
+
+
+class StaleEntryError(ValueError):
+    """A recorded entry was produced by other code or other settings than those asked for."""
+
+
+def code_hash(model_class) -> str:
+    """A short SHA-256 of the source files of ``model_class``'s library classes and of the shared
+    training, split and evaluation code: it changes whenever code that shapes an entry changes."""
+    import importlib
+    import sys
+
+    modules = {c.__module__ for c in inspect.getmro(model_class) if c.__module__.startswith("genrec_lib")}
+    digest = hashlib.sha256()
+    for name in sorted(modules | set(_SHARED_CODE)):
+        module = sys.modules.get(name) or importlib.import_module(name)
+        digest.update(name.encode() + b"\0" + Path(inspect.getsourcefile(module)).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def provenance(model_class, overrides: dict | None = None) -> dict:
+    """What produces an entry of ``model_class`` now: library version, code hash and settings
+    (as JSON stores them, so that a tuple and the list it is read back as compare equal)."""
+    return {"library": __version__, "code": code_hash(model_class),
+            "overrides": json.loads(json.dumps(dict(overrides or {}), default=str))}
+
+
+def stale_reason(entry: dict, overrides: dict | None = None) -> str | None:
+    """Why ``entry`` does not match what would produce it now with ``overrides``, or ``None``.
+
+    ``overrides=None`` accepts whatever settings the entry was trained with (a chapter's own);
+    a dict (``{}`` for library defaults) must equal the recorded settings.
+    """
+    import genrec_lib.models  # noqa: F401  (importing registers every model)
+    from genrec_lib.models import MODELS
+
+    recorded = entry.get("provenance")
+    if recorded is None:
+        return "it records no provenance (written by an older version of the library)"
+    if entry.get("model") not in MODELS:
+        return f"{entry.get('model')!r} is not a registered model"
+    now = provenance(MODELS[entry["model"]], overrides)
+    if recorded.get("library") != now["library"]:
+        return f"it was written by genrec_lib {recorded.get('library')}, this is {now['library']}"
+    if recorded.get("code") != now["code"]:
+        return "the code of the model, training or evaluation changed since it was written"
+    if overrides is not None and recorded.get("overrides", {}) != now["overrides"]:
+        return f"it was trained with settings {recorded.get('overrides', {})}, asked for {now['overrides']}"
+    return None
+
+
 def item_features(split: Split) -> tuple[np.ndarray, torch.Tensor | None]:
     """Training popularity (n_items,) and the genre indicator matrix (n_items, n_genres).
 
@@ -99,6 +163,7 @@ def evaluate_entry(model, split: Split, *, fit_seconds: float, source: str, over
         text_embeddings: (n_items, d) item text embeddings for intra-list diversity over
             meaning (optional; chapter 16 passes all-MiniLM-L6-v2 vectors).
     """
+    valid = evaluate(model, split, "valid", ks=(k,), seed=split.seed)
     full = evaluate(model, split, "test", ks=(k,), seed=split.seed)
     sampled = evaluate(model, split, "test", ks=(k,), n_negatives=n_negatives, seed=split.seed)
     start = time.perf_counter()
@@ -112,7 +177,9 @@ def evaluate_entry(model, split: Split, *, fit_seconds: float, source: str, over
         "model": model.name, "dataset": split.dataset.name, "protocol": split.protocol, "seed": int(split.seed),
         "source": source,
         "overrides": overrides or {}, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "provenance": provenance(type(model), overrides),
         "fit_seconds": round(float(fit_seconds), 3), "eval_seconds": round(full.seconds + rec_seconds, 3),
+        "valid": {f"ndcg@{k}": valid.metrics[f"ndcg@{k}"]},
         "metrics": {n: full.metrics[n] for n in names},
         "sampled": {f"ndcg@{k}": sampled.metrics[f"ndcg@{k}"], "n_negatives": n_negatives},
         "beyond": beyond,
@@ -138,6 +205,7 @@ def evaluate_llmrank_entry(model, split: Split, *, fit_seconds: float, source: s
     return {
         "model": model.name, "dataset": split.dataset.name, "protocol": "llmrank", "seed": int(split.seed),
         "source": source, "overrides": overrides or {}, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "provenance": provenance(type(model), overrides),
         "fit_seconds": round(float(fit_seconds), 3), "eval_seconds": round(result.seconds, 3),
         "n_candidates": task.n_candidates,
         "metrics": {m: result.metrics[m] for m in LLMRANK_METRICS},
@@ -193,12 +261,16 @@ def collect(protocol: str, models: list[str] | None = None, seeds=(2020,), *, tr
             text_embeddings=None, log: Callable[[str], None] | None = print) -> list[dict]:
     """Entries for ``models`` (default: every registered model supporting ``protocol``) and ``seeds``.
 
-    A recorded entry is reused (``reuse=True``); a missing one is trained when the model is
-    in ``train`` (``True``: every model, ``False``: none) and saved. A model neither
-    recorded nor trained gives an entry with ``source="missing"`` and no metrics.
+    A recorded entry is reused (``reuse=True``) when it is current (:func:`stale_reason`): same
+    library version and code, and, for a model named in ``overrides``, the same settings. A
+    missing or stale one is trained when the model is in ``train`` (``True``: every model,
+    ``False``: none) and saved; a stale one that may not be trained raises
+    :class:`StaleEntryError` with one line. A model neither recorded nor trained gives an
+    entry with ``source="missing"`` and no metrics.
 
     Args:
-        overrides: per-model hyper-parameters, e.g. ``{"bpr": {"epochs": 20}}``.
+        overrides: per-model hyper-parameters, e.g. ``{"bpr": {"epochs": 20}}``: used to train,
+            and required of a recorded entry. A model not named here accepts any recorded settings.
     """
     from genrec_lib.data import load_split
 
@@ -215,7 +287,18 @@ def collect(protocol: str, models: list[str] | None = None, seeds=(2020,), *, tr
     for seed in seeds:
         for name in models:
             entry = load_entry(protocol, seed, name, dataset) if reuse else None
-            if entry is None and (train is True or (train and name in train)):
+            trainable = train is True or (train and name in train)
+            stale = entry and stale_reason(entry, overrides.get(name))
+            if stale and not trainable:
+                raise StaleEntryError(
+                    f"the recorded {protocol} entry of {name} (seed {seed}) is stale: {stale}; rerun "
+                    f"{entry.get('source', 'its chapter')} or let the leaderboard retrain it "
+                    f"(train=[{name!r}], or genrec leaderboard --retrain)")
+            if stale:
+                if log:
+                    log(f"entry of {name} on {protocol} (seed {seed}) is stale ({stale}): retraining")
+                entry = None
+            if entry is None and trainable:
                 if seed not in splits:
                     splits[seed] = load_split(dataset, "loo" if protocol == "llmrank" else protocol, seed)
                 if log:
