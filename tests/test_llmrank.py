@@ -89,3 +89,84 @@ def test_bad_input_is_a_clear_error(loo, task, ml100k):
         candidate_metrics(torch.zeros(3, 20), task)
     with pytest.raises(ValueError, match="NaN"):
         candidate_metrics(torch.full((200, 20), float("nan")), task)
+
+
+# --- candidate sets: uniform, popularity-matched, retrieved ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def first_stage(loo):
+    from genrec_lib.training import seed_everything
+
+    seed_everything(2020)
+    return get_model("bpr", epochs=20, patience=3).fit(loo)
+
+
+@pytest.fixture(scope="module")
+def retrieved(loo, first_stage):
+    return make_llmrank_task(loo, "test", seed=2020, candidates="retrieved", first_stage=first_stage)
+
+
+@pytest.fixture(scope="module")
+def popularity(loo):
+    return make_llmrank_task(loo, "test", seed=2020, candidates="popularity")
+
+
+def _check_candidates(task, loo):
+    assert task.candidates.shape == (200, 20)
+    assert ((task.candidates == task.targets[:, None]).sum(1) == 1).all()  # the target exactly once
+    assert all(len(set(row)) == 20 for row in task.candidates)
+    interacted = loo.dataset.csr()[task.users].toarray() > 0
+    negative = task.candidates != task.targets[:, None]
+    assert not (np.take_along_axis(interacted, task.candidates, 1) & negative).any()  # no negative ever rated
+    assert len(set(task.target_column)) > 10  # shuffled
+
+
+def test_every_candidate_set_shares_users_targets_and_histories(task, popularity, retrieved, loo):
+    for other in (popularity, retrieved):
+        _check_candidates(other, loo)
+        assert (other.users == task.users).all() and (other.targets == task.targets).all()
+        assert all((a == b).all() for a, b in zip(other.history, task.history))
+    assert (task.kind, popularity.kind, retrieved.kind) == ("uniform", "popularity", "retrieved")
+    assert retrieved.provenance["first_stage"] == "bpr" and retrieved.provenance["first_stage_settings"]["epochs"] == 20
+    assert task.first_stage_scores is None and retrieved.subset([3, 4]).first_stage_scores.shape == (2, 20)
+    assert not (popularity.candidates == task.candidates).all()
+
+
+def test_popularity_matched_negatives_take_pops_advantage_away(loo, task, popularity):
+    pop = get_model("pop").fit(loo)
+    uniform, matched = evaluate_llmrank(pop, task), evaluate_llmrank(pop, popularity)
+    chance = random_expectation()["ndcg@10"]
+    assert uniform["ndcg@10"] > 0.45  # uniform negatives: popularity alone ranks well
+    _, low, high = intervals(matched, ("ndcg@10",))["ndcg@10"]
+    assert low < chance < high and matched["ndcg@10"] < 0.30  # matched: Pop about chance
+    # the negatives sit in the target's popularity bin (by training counts)
+    counts = loo.train.item_popularity()
+    spread = np.abs(np.log1p(counts[popularity.candidates]) - np.log1p(counts[popularity.targets])[:, None])
+    assert np.median(spread) < 0.25 < np.median(np.abs(np.log1p(counts[task.candidates])
+                                                       - np.log1p(counts[task.targets])[:, None]))
+
+
+def test_retrieved_negatives_are_the_first_stages_top_unseen_items(loo, retrieved, first_stage):
+    from genrec_lib.evaluation.ranking import recommend
+
+    # the first stage's own ranking of the candidates, from the kept scores, is what evaluating it gives
+    kept = candidate_metrics(retrieved.first_stage_scores, retrieved)
+    direct = evaluate_llmrank(first_stage, retrieved)
+    assert (kept.per_user["ndcg@10"] == direct.per_user["ndcg@10"]).all()
+    # the negatives are its best items among those the user never rated (up to ties)
+    interacted = loo.dataset.csr()[retrieved.users].toarray() > 0
+    top = recommend(first_stage, loo, "test", k=80, users=retrieved.users)
+    for row in range(0, 200, 17):
+        allowed = [i for i in top[row] if not interacted[row, i] and i != retrieved.targets[row]][:19]
+        negatives = set(retrieved.candidates[row]) - {retrieved.targets[row]}
+        assert negatives == set(allowed)
+
+
+def test_candidate_kind_errors(loo):
+    with pytest.raises(ValueError, match="unknown candidates"):
+        make_llmrank_task(loo, candidates="hard")
+    with pytest.raises(ValueError, match="first_stage is needed"):
+        make_llmrank_task(loo, candidates="retrieved")
+    with pytest.raises(ValueError, match="first_stage is needed"):
+        make_llmrank_task(loo, candidates="uniform", first_stage="bpr")
