@@ -109,7 +109,17 @@ def test_cli_bench_path(split, tmp_path, monkeypatch):
     assert cli.main(["bench", "--protocol", "loo", "--model", "tiger", "--json", str(out)]) == 0
     record = json.loads(out.read_text())
     assert record["model"] == "tiger" and record["seconds_per_epoch"] > 0 and record["eval_seconds"] > 0
-    assert 0 <= record["metrics"]["test"]["ndcg@10"] <= 1
+    # The record holds what the evaluator gives the same seeded model (a CLI that mixed up stages,
+    # seeds or users would differ), and the model learned the tiny data's cyclic order: a random list of
+    # 10 of a user's ~29 unseen items holds her target about a third of the time (.77 here).
+    from genrec_lib.training import seed_everything
+
+    seed_everything(2020)
+    model = TIGER(**FAST)
+    model.seed = 2020
+    direct = evaluate(model.fit(split), split, "test", ks=(10,))
+    assert record["metrics"]["test"]["ndcg@10"] == pytest.approx(direct["ndcg@10"], abs=1e-6)
+    assert record["metrics"]["test"]["hit@10"] > 0.5, record["metrics"]["test"]
 
 
 def test_cold_slots_put_prefix_sharing_cold_items_into_the_top_k_up_to_the_cap(split):
