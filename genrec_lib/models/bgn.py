@@ -1,4 +1,4 @@
-"""BGN: generating a user's next bundle item by item (Bai et al., WWW 2019).
+"""BGN, simplified: generating a user's next bundle item by item (Bai et al., WWW 2019).
 
 https://arxiv.org/abs/1904.01933 ("Personalized Bundle List Recommendation")
 
@@ -20,11 +20,17 @@ any item of the bundle not chosen yet,
 Items of the history and items already chosen are masked out of every step's softmax,
 in training and in generation alike.
 
-Deviations from the paper: BGN uses an LSTM encoder-decoder with a feature-aware
-softmax, a determinantal-point-process beam search for a diverse *list* of bundles, and
-a masked beam search; here the encoder-decoder is one causal transformer, training uses
-the set target above (the paper uses the order of the logged bundle), and generation is
-greedy for one bundle of a given size. Training bundles longer than ``max_bundle`` (6) items
+Deviations from the paper: this is a *simplification* of BGN that keeps one of its ideas,
+generating a bundle item by item conditioned on the history and the items already chosen.
+The paper recommends a personalised *list* of bundles: it decomposes the list's value into
+the quality of each bundle and the diversity between bundles with a determinantal point
+process (DPP), generates with an LSTM sequence-to-sequence (encoder-decoder) model whose
+feature-aware softmax reads item features, and builds the list by masked beam search
+combined with DPP selection, which also picks each bundle's size. Left out here: the DPP
+(no diversity between bundles, and one bundle per user instead of a list), item features,
+beam search (generation is greedy) and the choice of size (the caller gives it). The
+encoder-decoder is one causal transformer, and training uses the set target above instead
+of a fixed order of the bundle's items. Training bundles longer than ``max_bundle`` (6) items
 are cut (over 90% of ML-100K's observed bundles have at most 5), and the history is the
 last 20 items. ``score`` returns the first step's logits (the
 next item after the history), so ``genrec bench`` ranks with the model.
