@@ -1,0 +1,300 @@
+"""Every ranker of chapters 10 and 12 on three ``llmrank`` candidate sets of the same 200 users.
+
+The uniform candidates of LLMRank's protocol let popularity alone rank well, so a model's
+score there says little about what it adds. This script ranks the same 200 test users'
+targets among three candidate sets (:func:`~genrec_lib.evaluation.llmrank.make_llmrank_task`):
+
+- ``uniform``: 19 negatives drawn uniformly from the items the user never rated (LLMRank);
+- ``popularity``: 19 negatives from the target's training-popularity bin (popularity
+  carries no signal; the construction uses the target's popularity, a diagnostic);
+- ``retrieved``: the first stage's (BPR, trained on the training split) 19 best unseen
+  items plus the target: a reranker must beat the order it was handed.
+
+Every model reads the same history cap where it reads a sequence (``--history``, 20 items:
+the prompts of the zero-shot, calibrated and few-shot rankers, P5's item-token history and
+SASRec's input window); BPR's user vector and Pop read the whole training profile, and
+TALLRec keeps the 8 items its recorded settings use (its training cost grows with them).
+
+P5 (item tokens) has settings to choose: every variant in ``--p5-variants`` is trained and
+scored on the *validation* task of each candidate set (only validation is printed while
+choosing); the variant with the best mean validation NDCG@10 is frozen and scored on test
+once. Every variant's validation score is recorded.
+
+The record ``genrec_lib/records/llmrank_candidates.json`` (package data, read by chapter 12
+through :func:`genrec_lib.results.benchmark_record`) holds the machine, package versions,
+commit, settings, per-user NDCG@10 of every (candidate set, model), and per set each model's
+lift over Pop and over the first stage with Holm-adjusted paired t-tests (one family per
+candidate set). It is rewritten after every (candidate set, model), and raw scores are
+cached per chunk of users under ``--cache``, so a run cut short loses little; a rerun skips
+what is recorded (``--redo`` to recompute).
+
+Run (from the repository root; one thread is enough and shares the machine)::
+
+    OMP_NUM_THREADS=1 python benchmarks/llmrank_candidates.py [--models pop bpr sasrec llm-p5 llm-zeroshot ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SETS = ("uniform", "retrieved", "popularity")
+DEFAULT_MODELS = ("pop", "bpr", "llm-p5", "sasrec", "llm-zeroshot", "llm-calibrated", "llm-tallrec", "llm-fewshot")
+P5_VARIANTS = ("n_examples=300", "n_examples=150")
+#: rows of the uniform set already measured with these very settings on the same task by
+#: ``benchmarks/llmrank_finetuned.py`` (the uniform task is unchanged): copied, with their provenance
+REUSE_UNIFORM = {"llm-zeroshot": "llm-zeroshot", "llm-tallrec": "llm-tallrec"}
+RESULTS = ROOT / "genrec_lib" / "records" / "llmrank_candidates.json"
+FIRST_STAGE = "bpr"
+
+
+def cpu() -> float:
+    return time.process_time()
+
+
+def settings_of(name: str, history: int) -> tuple[dict, str]:
+    """Overrides that give ``name`` the shared history cap, and what the model reads."""
+    if name in ("llm-zeroshot", "llm-calibrated", "llm-fewshot"):
+        return {"n_history": history}, f"last {history} items (titles in the prompt)"
+    if name == "llm-p5":
+        return {"n_history": history}, f"last {history} items (item tokens)"
+    if name == "sasrec":
+        return {"max_seq_len": history}, f"last {history} items"
+    if name == "llm-tallrec":
+        return {}, "last 8 items (titles, liked/disliked; its recorded settings)"
+    return {}, "whole training profile" if name in ("bpr", "pop") else "?"
+
+
+def scores_in_chunks(model, task, cache: Path, tag: str, chunk: int = 25) -> np.ndarray:
+    """``candidate_scores`` over ``task``'s users in chunks, each chunk saved as it finishes."""
+    from genrec_lib.evaluation.llmrank import candidate_scores
+
+    cache.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for first in range(0, len(task.users), chunk):
+        rows = np.arange(first, min(first + chunk, len(task.users)))
+        file = cache / f"{tag}__{first:04d}.npy"
+        if file.is_file():
+            part = np.load(file)
+        else:
+            part = candidate_scores(model, task.subset(rows)).numpy()
+            np.save(file, part)
+        parts.append(part)
+    return np.concatenate(parts)
+
+
+def paired_tests(results: dict, reference_first: str) -> dict:
+    """Per model: lift over Pop and over the first stage, with Holm-adjusted paired t-tests (one family per set)."""
+    from genrec_lib.evaluation.stats import holm, paired_test
+
+    out = {}
+    for kind, rows in results.items():
+        if "pop" not in rows:
+            continue
+        names, pvals = [], []
+        for name, row in rows.items():
+            for ref in ("pop", reference_first):
+                if name != ref and ref in rows:
+                    names.append((name, ref))
+                    pvals.append(paired_test(row["ndcg@10"], rows[ref]["ndcg@10"]))
+        adjusted = dict(zip(names, holm(pvals))) if pvals else {}
+        out[kind] = {}
+        for name, row in rows.items():
+            entry = {}
+            for ref, label in (("pop", "pop"), (reference_first, "first_stage")):
+                if ref in rows and name != ref:
+                    lift = float(np.mean(row["ndcg@10"]) - np.mean(rows[ref]["ndcg@10"]))
+                    entry[f"lift_over_{label}"] = round(lift, 4)
+                    entry[f"p_vs_{label}_holm"] = float(f"{adjusted[(name, ref)]:.3g}")
+            if "lift_over_first_stage" in entry:
+                entry["beats_first_stage"] = bool(entry["lift_over_first_stage"] > 0 and entry["p_vs_first_stage_holm"] < 0.05)
+            out[kind][name] = entry
+    return out
+
+
+def main(argv=None) -> None:
+    import torch
+
+    from genrec_lib.data import load_split
+    from genrec_lib.evaluation.llmrank import candidate_metrics, make_llmrank_task
+    from genrec_lib.models import get_model
+    from genrec_lib.training import seed_everything
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    parser.add_argument("--p5-variants", nargs="+", default=list(P5_VARIANTS))
+    parser.add_argument("--history", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/llmrank_candidates_cache"))
+    parser.add_argument("--redo", action="store_true", help="recompute rows already in the record")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+    split = load_split("ml-100k", "loo", args.seed)
+    seed_everything(args.seed)
+    start = cpu()
+    first_stage = get_model(FIRST_STAGE).fit(split)
+    first_fit = cpu() - start
+    tasks = {(stage, kind): make_llmrank_task(split, stage, history_len=args.history, seed=args.seed, candidates=kind,
+                                             first_stage=first_stage if kind == "retrieved" else None)
+             for stage in ("valid", "test") for kind in args.sets}
+    task0 = tasks[("test", args.sets[0])]
+
+    record = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    for key in ("runs", "sets", "results", "p5_selection", "tests"):
+        record.setdefault(key, {})
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "genrec_lib", "benchmarks/llmrank_candidates.py"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    import peft
+    import transformers
+
+    record["runs"][stamp] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s) visible, torch threads {torch.get_num_threads()} "
+                   "(machine shared with other jobs: times are CPU seconds of this process)",
+        "versions": f"python {platform.python_version()}, torch {torch.__version__}, transformers "
+                    f"{transformers.__version__}, peft {peft.__version__}, numpy {np.__version__}",
+        "commit": commit + (" (library files modified)" if dirty else ""), "seed": args.seed,
+    }
+    record["protocol"] = {
+        "dataset": "ml-100k", "split": "loo", "seed": args.seed, "stage": "test", "users": task0.users.tolist(),
+        "candidates": int(task0.n_candidates), "history_len": args.history,
+        "first_stage": {"model": FIRST_STAGE, "settings": tasks[("test", "retrieved")].provenance["first_stage_settings"]
+                        if "retrieved" in args.sets else None, "fit_cpu_seconds": round(first_fit, 1)},
+        "tests": "paired t-tests over the 200 users on per-user NDCG@10, Holm-adjusted within each candidate set "
+                 "(every model against Pop and against the first stage)",
+    }
+    for kind in args.sets:
+        task = tasks[("test", kind)]
+        record["sets"][kind] = {"provenance": task.provenance, "targets": task.targets.tolist(),
+                                "candidates_checksum": int(np.asarray(task.candidates, dtype=np.int64).sum() % 1_000_003)}
+
+    def save() -> None:
+        record["tests"] = paired_tests(record["results"], FIRST_STAGE)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        tmp.replace(args.out)
+
+    def put(kind: str, key: str, name: str, overrides: dict, reads: str, fit_s: float, scores, task, extra=None):
+        result = candidate_metrics(scores, task)
+        record["results"].setdefault(kind, {})[key] = {
+            "model": name, "overrides": overrides, "history": reads, "run": stamp, "fit_cpu_seconds": round(fit_s, 1),
+            "score_cpu_seconds": round(extra.get("score_s", 0.0), 1) if extra else 0.0,
+            "metrics": {k: round(float(v), 4) for k, v in result.metrics.items() if k != "rank"},
+            "ndcg@10": [round(float(v), 6) for v in result.per_user["ndcg@10"]],
+        }
+        print(f"test {kind:10s} {key:16s} NDCG@10 {result.metrics['ndcg@10']:.3f}", flush=True)
+        save()
+
+    def done(kind: str, key: str) -> bool:
+        return not args.redo and key in record["results"].get(kind, {})
+
+    save()
+    for name in args.models:
+        overrides, reads = settings_of(name, args.history)
+        if name == "llm-p5":
+            todo = [k for k in args.sets if not done(k, name)]
+            if not todo:
+                continue
+            valid = {}
+            fitted = {}
+            for variant in args.p5_variants:
+                from genrec_lib.cli import parse_overrides
+
+                settings = {**overrides, **parse_overrides([p for p in variant.split(",") if p])}
+                seed_everything(args.seed)
+                start = cpu()
+                model = get_model(name, **settings).fit(split)
+                fit_s = cpu() - start
+                valid[variant] = {k: round(float(candidate_metrics(scores_in_chunks(
+                    model, tasks[("valid", k)], args.cache, f"valid-{k}-p5-{variant}"), tasks[("valid", k)])["ndcg@10"]), 4)
+                    for k in args.sets}
+                print(f"valid P5 {variant:24s} " + "  ".join(f"{k} {v:.3f}" for k, v in valid[variant].items()), flush=True)
+                fitted[variant] = (model, settings, fit_s)
+            chosen = max(valid, key=lambda v: np.mean(list(valid[v].values())))
+            record["p5_selection"] = {"variants": valid, "chosen": chosen, "shared": overrides,
+                                      "criterion": "best mean validation NDCG@10 over the candidate sets "
+                                                   "(validation users of the same seed; test scored once, after)"}
+            model, settings, fit_s = fitted.pop(chosen)
+            fitted.clear()
+            for kind in todo:
+                start = cpu()
+                scores = scores_in_chunks(model, tasks[("test", kind)], args.cache, f"test-{kind}-p5-{chosen}")
+                put(kind, name, name, settings, reads, fit_s, scores, tasks[("test", kind)], {"score_s": cpu() - start})
+            del model
+            continue
+        if name in REUSE_UNIFORM and "uniform" in args.sets and not done("uniform", name):
+            from genrec_lib.results import benchmark_record
+
+            old = benchmark_record("llmrank_finetuned")
+            row = old["models"].get(REUSE_UNIFORM[name])
+            if row is not None and row["users"] == task0.users.tolist() and not row["overrides"]:
+                run = old["runs"][row["run"]]
+                record["results"].setdefault("uniform", {})[name] = {
+                    "model": name, "overrides": overrides, "history": reads, "run": row["run"],
+                    "reused_from": f"llmrank_finetuned ({row['run']}, commit {run['commit']}; {run['machine']})",
+                    "fit_cpu_seconds": None, "fit_wall_seconds": row["fit_seconds"], "score_cpu_seconds": None,
+                    "score_wall_seconds": row["score_seconds"],
+                    "metrics": {k: row["metrics"][k] for k in ("ndcg@10", "hit@1", "hit@5", "hit@10", "mrr")},
+                    "ndcg@10": row["ndcg@10"]}
+                print(f"test uniform    {name:16s} NDCG@10 {np.mean(row['ndcg@10']):.3f} (recorded by llmrank_finetuned)")
+                save()
+        todo = [k for k in args.sets if not done(k, name)]
+        if name == "llm-calibrated":  # derived from the zero-shot scores: only where those are cached
+            todo = [k for k in todo if all((args.cache / f"test-{k}-llm-zeroshot__{f:04d}.npy").is_file()
+                                           for f in range(0, len(task0.users), 25))]
+        if not todo:
+            continue
+        seed_everything(args.seed)
+        start = cpu()
+        if name == FIRST_STAGE:
+            model, fit_s = first_stage, first_fit
+        elif name.startswith("llm-") and name != "llm-tallrec":
+            from genrec_lib.models.llm.lm import load_lm
+
+            model = get_model(name, **overrides).fit(split, lm=load_lm())
+            fit_s = cpu() - start
+        else:
+            model = get_model(name, **overrides).fit(split)
+            fit_s = cpu() - start
+        for kind in todo:
+            task = tasks[("test", kind)]
+            start = cpu()
+            if name == "llm-calibrated" and all(os.path.exists(args.cache / f"test-{kind}-llm-zeroshot__{f:04d}.npy")
+                                                for f in range(0, len(task.users), 25)):
+                # the calibrated score is the zero-shot score minus the title's no-history score (same prompt template)
+                zero = scores_in_chunks(None, task, args.cache, f"test-{kind}-llm-zeroshot")
+                model.neutral_scores(np.unique(task.candidates))  # every title once, in batches
+                scores = zero - np.stack([model.neutral_scores(row) for row in task.candidates])
+            elif name.startswith("llm-"):
+                scores = scores_in_chunks(model, task, args.cache, f"test-{kind}-{name}")
+            else:
+                from genrec_lib.evaluation.llmrank import candidate_scores
+
+                scores = candidate_scores(model, task).numpy()
+            put(kind, name, name, overrides, reads, fit_s, scores, task, {"score_s": cpu() - start})
+        del model
+    for kind in args.sets:
+        rows = record["results"].get(kind, {})
+        line = "  ".join(f"{k} {np.mean(v['ndcg@10']):.3f}" for k, v in rows.items())
+        print(f"{kind}: {line}")
+
+
+if __name__ == "__main__":
+    main()
