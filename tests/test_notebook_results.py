@@ -144,11 +144,13 @@ BANDS = {
         "id.cold.hit@50": (0.0, 0.02), "smollm2_frozen.cold.hit@50": (0.06, 0.30),
         "minilm_frozen.cold.hit@50": (0.06, 0.30), "smollm2_frozen.cold.ndcg@10": (0.003, 0.06),
     },
-    # Success within 10 lists of 5: talking must help; a history-only list finding most
-    # targets, or a simulator that leaks, would break the ceilings; honesty problems must be 0.
+    # Success within 10 lists of 5 on 100 simulated users (CI: conversational .89, history only
+    # .25): talking must help (the chapter's exact McNemar test, Holm-adjusted) and its floor sits
+    # above the baseline's ceiling; a simulator that leaks its target would reach 1.0. The
+    # history-only list must beat 50 random unseen films (~.03 of the targets); honesty problems must be 0.
     "13_conversational_recommendation": {
-        "conversational.success@10": (0.50, 0.99), "history_only.success@10": (0.0, 0.45),
-        "honesty.problems": (0, 0),
+        "conversational.success@10": (0.50, 0.97), "history_only.success@10": (0.03, 0.45),
+        "conversational_vs_history.holm_p": (0.0, 0.05), "honesty.problems": (0, 0),
     },
 }
 
