@@ -108,15 +108,18 @@ BANDS = {
         "llm_likelihood.test.ndcg@10": (0.25, 0.85), "random.test.ndcg@10": (0.10, 0.45),
         "pop.test.ndcg@10": (0.20, 0.90), "kv_cache.speedup": (3.0, 100.0),
     },
-    # Full-ranking loo (chance ~.003 NDCG@10): text alone is weak, the trained bi-encoder must beat it;
-    # ceilings far above what text and ID models reach here (a leaked target would break them).
-    # Cold films were in no training data: ID models cannot retrieve them, text models can.
+    # Full-ranking loo (chance ~.003 NDCG@10; CI: frozen text .015, Pop .040, ItemKNN .061, bi-encoder
+    # .072, SASRec .082). Text alone is weak; the trained bi-encoder must beat it (its floor sits at the
+    # frozen model's ceiling); sequential models reach about .10 here, so ceilings of .12 catch a
+    # partial leak. Recall@50 of the first stage: Pop reaches ~.19, SASRec ~.41.
+    # Cold films were in no training data (CI: 77 cold targets): ID models cannot retrieve them, text
+    # models can (.10 each), and placing a third of them in a top 50 by text alone would be a leak.
     "11_encoder_retrieval_rag": {
-        "minilm_mean.test.ndcg@10": (0.005, 0.06), "biencoder.test.ndcg@10": (0.03, 0.20),
-        "pop.test.ndcg@10": (0.030, 0.055), "itemknn.test.ndcg@10": (0.04, 0.16),
-        "crossencoder.first_stage.recall@50": (0.20, 0.70), "crossencoder.test.ndcg@10": (0.02, 0.20),
-        "cold.best_id.recall@50": (0.0, 0.02), "cold.biencoder.recall@50": (0.02, 0.60),
-        "cold.minilm_mean.recall@50": (0.02, 0.60),
+        "minilm_mean.test.ndcg@10": (0.005, 0.035), "biencoder.test.ndcg@10": (0.035, 0.12),
+        "pop.test.ndcg@10": (0.030, 0.055), "itemknn.test.ndcg@10": (0.04, 0.12),
+        "crossencoder.first_stage.recall@50": (0.20, 0.50), "crossencoder.test.ndcg@10": (0.02, 0.12),
+        "cold.best_id.recall@50": (0.0, 0.02), "cold.biencoder.recall@50": (0.02, 0.35),
+        "cold.minilm_mean.recall@50": (0.02, 0.35),
     },
     # AUC of SmolLM2's yes/no answers: near chance untuned, and no 135M model tuned on a few
     # hundred instructions reaches 0.9 honestly; llmrank NDCG@10 over 20 candidates (random 0.227).
