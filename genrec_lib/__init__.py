@@ -5,4 +5,4 @@ Layers, in the order data flows: :mod:`genrec_lib.assets` -> :mod:`genrec_lib.da
 -> :mod:`genrec_lib.models` -> :mod:`genrec_lib.evaluation` -> the notebooks.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place it is set: pyproject.toml reads it, chapters install the tag v<version> (scripts/setup_cells.py)
