@@ -92,12 +92,18 @@ class StaleEntryError(ValueError):
 
 
 def code_hash(model_class) -> str:
-    """A short SHA-256 of the source files of ``model_class``'s library classes and of the shared
-    training, split and evaluation code: it changes whenever code that shapes an entry changes."""
+    """A short SHA-256 of the source files of ``model_class``'s library classes, of the library
+    modules those files import from (shared layers, a tokenizer), and of the shared training,
+    split and evaluation code: it changes whenever code that shapes an entry changes."""
     import importlib
     import sys
 
     modules = {c.__module__ for c in inspect.getmro(model_class) if c.__module__.startswith("genrec_lib")}
+    for name in list(modules):  # one level of imports: what the model's own files use from the library
+        for value in vars(sys.modules[name]).values():
+            used = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+            if isinstance(used, str) and used.startswith("genrec_lib"):
+                modules.add(used)
     digest = hashlib.sha256()
     for name in sorted(modules | set(_SHARED_CODE)):
         module = sys.modules.get(name) or importlib.import_module(name)
