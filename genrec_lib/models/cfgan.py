@@ -44,6 +44,7 @@ from torch.nn import functional as F
 
 from genrec_lib.data import Split
 from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_negative, check_positive, register
+from genrec_lib.models.layers import SparseRows
 
 
 def _mlp(sizes: list[int], out_activation: nn.Module) -> nn.Sequential:
@@ -84,7 +85,7 @@ class CFGAN(TrainableRecommender):
         n_items = split.n_items
         self.generator = _mlp([n_items] + [self.g_hidden] * self.g_layers + [n_items], nn.Sigmoid())
         self.discriminator = _mlp([2 * n_items] + [self.d_hidden] * self.d_layers + [1], nn.Identity())
-        self.register_buffer("X", torch.from_numpy(split.train.csr().toarray()), persistent=False)  # (U, I)
+        self.X = SparseRows(split.train.csr())  # (U, I), densified per batch
         self.trace = []
 
     def configure_optimizer(self) -> torch.optim.Optimizer:
@@ -110,7 +111,7 @@ class CFGAN(TrainableRecommender):
 
     def training_loss(self, batch) -> torch.Tensor:
         rows, draws = batch
-        e_u = self.X[rows.to(self.X.device)]  # (B, I), also the condition c_u
+        e_u = self.X[rows].to(rows.device)  # (B, I), also the condition c_u
         unpurchased = 1 - e_u
         n_zr = (draws[0] < self.zr_ratio).float() * unpurchased  # ZR sample N_u
         k_u = (draws[1] < self.pm_ratio).float() * unpurchased  # PM sample k_u

@@ -38,6 +38,7 @@ from torch.nn import functional as F
 
 from genrec_lib.data import Split
 from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_negative, check_positive, register
+from genrec_lib.models.layers import SparseRows
 
 
 def step_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -100,7 +101,7 @@ class DiffRec(TrainableRecommender):
         w = torch.where(torch.arange(self.steps) == 0, torch.ones_like(snr), snr_prev - snr)
         for name, value in dict(abar=abar, c0=c0, ct=ct, w=w / w.max()).items():
             self.register_buffer(name, value.float(), persistent=False)
-        self.register_buffer("X", torch.from_numpy(split.train.csr().toarray()), persistent=False)  # (U, I)
+        self.X = SparseRows(split.train.csr())  # (U, I), densified per batch
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``f_theta(x_t, t)``: predicted ``x_0`` (B, I) from ``x_t`` (B, I) and steps ``t`` (B,)."""
@@ -121,7 +122,7 @@ class DiffRec(TrainableRecommender):
 
     def training_loss(self, batch) -> torch.Tensor:
         rows, t = batch
-        x_0 = self.X[rows.to(self.X.device)]  # (B, I)
+        x_0 = self.X[rows].to(rows.device)  # (B, I)
         x_t = self.q_sample(x_0, t, torch.randn_like(x_0))
         mse = (self.denoise(x_t, t) - x_0).pow(2).mean(1)  # (B,)
         weight = self.w[t] if self.reweight else torch.ones_like(mse)

@@ -5,6 +5,9 @@ https://arxiv.org/abs/1905.03375
 A linear item-item autoencoder with a zero diagonal, solved in closed form:
 ``P = (X^T X + lambda I)^-1``, ``B = I - P / diag(P)`` (off-diagonal), scores ``X B``.
 
+The Gram matrix ``X^T X`` is a sparse product, so memory grows with the interactions and
+the I x I inverse, never with users x items.
+
 Deviations from the paper: none; ``l2`` defaults to 250, a value that suits ML-100K
 (the paper tunes it per dataset; chapter 02 shows its validation curve as an exercise).
 """
@@ -29,8 +32,8 @@ class EASE(Recommender):
         self._device = torch.device(device) if device else default_device()
 
     def fit(self, split: Split) -> "EASE":
-        X = torch.from_numpy(split.train.csr().toarray()).to(self._device)  # (U, I)
-        gram = X.T @ X  # (I, I)
+        X = split.train.csr()  # (U, I) sparse: only the item x item Gram matrix is dense
+        gram = torch.from_numpy((X.T @ X).toarray()).to(self._device)  # (I, I) co-occurrence counts
         gram.diagonal().add_(self.l2)
         P = torch.linalg.inv(gram.double()).float()
         B = -P / P.diagonal()  # column j divided by P_jj

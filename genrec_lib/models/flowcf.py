@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from genrec_lib.data import Split
 from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_negative, check_positive, register
 from genrec_lib.models.diffrec import step_embedding
+from genrec_lib.models.layers import SparseRows
 
 
 @register("flowcf")
@@ -71,9 +72,9 @@ class FlowCF(TrainableRecommender):
             if isinstance(layer, nn.Linear):
                 nn.init.xavier_normal_(layer.weight)
                 nn.init.normal_(layer.bias, std=1e-3)
-        X = torch.from_numpy(split.train.csr().toarray())  # (U, I)
-        self.register_buffer("X", X, persistent=False)
-        self.register_buffer("f", X.mean(0), persistent=False)  # (I,) behaviour-guided prior f_i = |U_i| / |U|
+        self.X = SparseRows(split.train.csr())  # (U, I), densified per batch
+        f = self.X.item_counts() / split.n_users  # (I,) behaviour-guided prior f_i = |U_i| / |U|
+        self.register_buffer("f", f, persistent=False)
         self.register_buffer("t_grid", torch.linspace(0, 1, self.n_steps + 1), persistent=False)  # (N + 1,)
 
     def predict_x1(self, X_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -101,7 +102,7 @@ class FlowCF(TrainableRecommender):
 
     def training_loss(self, batch) -> torch.Tensor:
         rows, n = batch
-        X_1 = self.X[rows.to(self.X.device)]  # (B, I)
+        X_1 = self.X[rows].to(rows.device)  # (B, I)
         t = self.t_grid[n]  # (B,)
         X_t = self.interpolate(self.prior_sample(len(rows)), X_1, t)
         return (X_1 - self.predict_x1(X_t, t)).pow(2).mean()

@@ -29,8 +29,8 @@ class ItemKNN(Recommender):
         self._device = torch.device(device) if device else default_device()
 
     def fit(self, split: Split) -> "ItemKNN":
-        X = torch.from_numpy(split.train.csr().toarray()).to(self._device)  # (U, I)
-        overlap = X.T @ X  # (I, I) co-occurrence counts
+        X = split.train.csr()  # (U, I) sparse: only the item x item matrices are dense
+        overlap = torch.from_numpy((X.T @ X).toarray()).to(self._device)  # (I, I) co-occurrence counts
         norms = overlap.diagonal().sqrt()
         sim = overlap / (norms[:, None] * norms[None, :] + self.shrink + 1e-8)
         sim.diagonal().zero_()

@@ -1,4 +1,8 @@
-"""Generic building blocks shared by the sequence models: a transformer encoder layer.
+"""Generic building blocks shared by the models: sparse interaction rows and a transformer encoder layer.
+
+``SparseRows`` keeps a user x item interaction matrix sparse and densifies only the rows a
+batch asks for, so that a model's memory grows with the number of interactions, not with
+users x items (on MovieLens-20M's shape a dense float32 copy would take 11 GB).
 
 One pre-LayerNorm transformer block (multi-head self-attention, then a position-wise
 feed-forward network, each inside a residual connection) as in Vaswani et al. (NeurIPS 2017),
@@ -8,6 +12,9 @@ chapters plot. The paper-specific parts (causal or bidirectional masks, what is
 predicted) stay in each model's own file.
 
 Stable API (other models import it):
+
+- ``SparseRows(matrix)``: ``X[rows]`` -> dense float32 rows (len(rows), n_items) on the CPU;
+  ``X.item_counts()`` -> (n_items,) float32 number of rows each column appears in.
 
 - ``TransformerBlock(dim, n_heads, dropout=0.0, ff_mult=4)``
 - ``block(x, causal=False, key_padding=None, return_attention=False)`` with ``x`` (B, L, d),
@@ -21,11 +28,41 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from genrec_lib.models.base import check_non_negative, check_positive
+
+
+class SparseRows:
+    """A 0/1 user x item matrix kept sparse (CSR); indexing densifies only the rows asked for.
+
+    ``X[rows]`` accepts a tensor or array of row indices, a list or a slice and returns a
+    float32 tensor (len(rows), n_items) on the CPU: what a dense ``(U, I)`` buffer indexed
+    the same way would return, at the memory of one batch.
+    """
+
+    def __init__(self, matrix: sp.spmatrix):
+        self.matrix = sp.csr_matrix(matrix, dtype=np.float32)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.matrix.shape
+
+    def __len__(self) -> int:
+        return self.matrix.shape[0]
+
+    def __getitem__(self, rows) -> torch.Tensor:
+        if isinstance(rows, torch.Tensor):
+            rows = rows.cpu().numpy()
+        return torch.from_numpy(self.matrix[rows].toarray())
+
+    def item_counts(self) -> torch.Tensor:
+        """Number of rows (users) in which each column (item) is present: (n_items,) float32."""
+        return torch.from_numpy(np.asarray(self.matrix.sum(0), dtype=np.float32).ravel())
 
 
 class TransformerBlock(nn.Module):

@@ -40,6 +40,7 @@ from torch.nn import functional as F
 
 from genrec_lib.data import Split
 from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_negative, check_positive, register
+from genrec_lib.models.layers import SparseRows
 
 
 @register("listcvae")
@@ -73,7 +74,7 @@ class ListCVAE(TrainableRecommender):
         self.q_net = nn.Sequential(nn.Linear(k * d + c_dim, self.hidden), nn.Tanh(), nn.Linear(self.hidden, 2 * self.latent))
         self.p_net = nn.Sequential(nn.Linear(c_dim, self.hidden), nn.Tanh(), nn.Linear(self.hidden, 2 * self.latent))
         self.dec = nn.Sequential(nn.Linear(self.latent + c_dim, self.hidden), nn.Tanh(), nn.Linear(self.hidden, k * d))
-        self.register_buffer("X", torch.from_numpy(split.train.csr().toarray()), persistent=False)  # (U, I)
+        self.X = SparseRows(split.train.csr())  # (U, I), densified per batch
 
     def condition(self, history: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """``c = [user_enc(history), r]``: (B, d + k) from ``history`` (B, I) and responses ``r`` (B, k)."""

@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from genrec_lib.data import Split
 from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_negative, check_positive, register
+from genrec_lib.models.layers import SparseRows
 
 
 class _MultAutoencoder(TrainableRecommender):
@@ -69,7 +70,7 @@ class _MultAutoencoder(TrainableRecommender):
             if isinstance(layer, nn.Linear):
                 nn.init.xavier_normal_(layer.weight)
                 nn.init.normal_(layer.bias, std=1e-3)
-        self.register_buffer("X", torch.from_numpy(split.train.csr().toarray()), persistent=False)  # (U, I)
+        self.X = SparseRows(split.train.csr())  # (U, I), densified per batch
         self.update_count = 0
 
     def beta(self) -> float:
@@ -95,7 +96,8 @@ class _MultAutoencoder(TrainableRecommender):
             yield (order[start : start + self.batch_size],)
 
     def training_loss(self, batch) -> torch.Tensor:
-        x_u = self.X[batch[0].to(self.X.device)]  # (B, I)
+        rows = batch[0]
+        x_u = self.X[rows].to(rows.device)  # (B, I)
         mu, logvar = self.encode(x_u)
         if self.variational:
             z_u = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation trick

@@ -92,7 +92,7 @@ class PlanarFlowVAE(_MultAutoencoder):
         return z, total
 
     def training_loss(self, batch) -> torch.Tensor:
-        x_u = self.X[batch[0].to(self.X.device)]  # (B, I)
+        x_u = self.X[batch[0]].to(batch[0].device)  # (B, I), densified from the sparse rows
         mu, logvar, u, w, b = self.posterior(x_u)
         eps = torch.randn_like(mu)
         z_0 = mu + eps * torch.exp(0.5 * logvar)
