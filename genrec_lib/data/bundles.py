@@ -15,6 +15,8 @@ input of either stage is later than its target.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from genrec_lib.data.interactions import Interactions
@@ -50,14 +52,22 @@ def bundles(data: Interactions, min_size: int = MIN_BUNDLE_SIZE) -> list[np.ndar
     return np.split(data.item[rows], np.flatnonzero(np.diff(ids[rows])) + 1) if len(rows) else []
 
 
-def split_last_bundle(data: Interactions, seed: int = 2020, min_size: int = MIN_BUNDLE_SIZE):
-    """The ``"bundle"`` protocol: last bundle per user is test, the one before validation.
+class BundleParts(NamedTuple):
+    """The three parts of the ``"bundle"`` protocol; ``make_split(data, "bundle")`` wraps them in a Split."""
 
-    Users with fewer than two bundles keep all their rows in training. ``seed`` is recorded
-    but unused (the protocol is deterministic).
+    train: Interactions
+    valid: Interactions
+    test: Interactions
+
+
+def split_last_bundle(data: Interactions, seed: int = 2020, min_size: int = MIN_BUNDLE_SIZE) -> BundleParts:
+    """The ``"bundle"`` protocol's parts: last bundle per user is test, the one before validation.
+
+    Users with fewer than two bundles keep all their rows in training. ``seed`` is accepted
+    for a uniform signature but unused (the protocol is deterministic). This module sits
+    below :mod:`genrec_lib.data.splits` (which imports it), so it returns the parts and
+    :func:`~genrec_lib.data.splits.make_split` builds the :class:`~genrec_lib.data.Split`.
     """
-    from genrec_lib.data.splits import Split
-
     ids = bundle_ids(data, min_size)
     n_users = data.n_users
     has = ids >= 0
@@ -75,4 +85,4 @@ def split_last_bundle(data: Interactions, seed: int = 2020, min_size: int = MIN_
     is_test = has & (ids == last[data.user])
     is_valid = has & (ids == previous[data.user])
     is_train = ~is_test & ~is_valid & (data.timestamp < valid_t[data.user])
-    return Split(data, data.subset(is_train), data.subset(is_valid), data.subset(is_test), "bundle", seed)
+    return BundleParts(data.subset(is_train), data.subset(is_valid), data.subset(is_test))

@@ -223,5 +223,5 @@ def make_split(data: Interactions, protocol: str, seed: int = 2020) -> Split:
     if protocol == "bundle":
         from genrec_lib.data.bundles import split_last_bundle
 
-        return split_last_bundle(data, seed)
+        return Split(data, *split_last_bundle(data, seed), "bundle", seed)
     raise ValueError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")

@@ -25,7 +25,12 @@ import torch
 
 from genrec_lib.data import Split
 from genrec_lib.evaluation.metrics import METRICS, compute_metrics
-from genrec_lib.models.base import Recommender, UserBatch
+from genrec_lib.models.batch import UserBatch
+
+#: The evaluator needs only a model's ``score``, ``max_seq_len`` and ``device``: any
+#: :class:`~genrec_lib.models.base.Recommender`. It does not import the models' base class,
+#: which imports the evaluator for early stopping (:func:`validation_step`).
+Recommender = torch.nn.Module
 
 
 @dataclass
@@ -247,3 +252,21 @@ def _keep_sampled_candidates(scores, seen, relevant, n_negatives, generator):
     keep = relevant > 0
     keep.scatter_(1, negatives, True)
     return scores.masked_fill(~keep, float("-inf"))
+
+
+def validation_step(split: Split, metric: str = "ndcg@10", stage: str = "valid"):
+    """The training loop's validation step: ``step(model, users)`` -> per-user ``metric`` (array).
+
+    ``metric`` is ``"name@k"`` with ``name`` in :data:`~genrec_lib.evaluation.metrics.METRICS`.
+    The loop (:func:`genrec_lib.training.train`) calls it on batches of validation users,
+    on each process its share, and early-stops on the mean of the gathered values; on one
+    process with the default batches this is exactly ``evaluate(model, split, stage).metrics[metric]``.
+    """
+    name, _, k = metric.partition("@")
+    if name not in METRICS or not k.isdigit():
+        raise ValueError(f"metric must be 'name@k' with name in {', '.join(METRICS)}, got {metric!r}")
+
+    def step(model: Recommender, users: np.ndarray) -> np.ndarray:
+        return evaluate(model, split, stage, ks=(int(k),), metrics=(name,), users=np.asarray(users)).per_user[metric]
+
+    return step

@@ -1,43 +1,20 @@
 """The one model interface every recommender in the book implements, and the registry.
 
 A model is fitted on a :class:`~genrec_lib.data.Split` and then scores *all* items for a
-batch of users (:class:`UserBatch`). The evaluator masks seen items and takes the top K;
+batch of users (:class:`~genrec_lib.models.batch.UserBatch`, re-exported here). The
+evaluator masks seen items and takes the top K;
 models never rank by themselves, so general and sequential models share one evaluator.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from genrec_lib.data import Split
-
-
-@dataclass
-class UserBatch:
-    """What a model may look at when scoring a batch of users for one stage.
-
-    Attributes:
-        users: dense user indices, (B,).
-        history: 0/1 matrix of each user's input items, (B, n_items), float: the known
-            items, or under a temporal protocol those strictly before the held-out item.
-        sequences: input items in time order, left-padded with ``n_items``, most recent
-            last, (B, L); ``None`` unless the model sets ``max_seq_len``.
-        seen: 0/1 matrix of every item the user is known to have seen, (B, n_items): the
-            items the evaluator removes from the ranking. Defaults to ``history``.
-    """
-
-    users: torch.Tensor
-    history: torch.Tensor
-    sequences: torch.Tensor | None = None
-    seen: torch.Tensor | None = None
-
-    def __post_init__(self):
-        if self.seen is None:
-            self.seen = self.history
+from genrec_lib.models.batch import UserBatch
 
 
 class Recommender(nn.Module):
@@ -102,9 +79,12 @@ class TrainableRecommender(Recommender):
         return torch.optim.Adam(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
 
     def fit(self, split: Split, progress: bool = False, device: str | torch.device | None = None) -> "TrainableRecommender":
-        from genrec_lib.training import train
+        """Train with the shared loop, early-stopping on validation NDCG@10."""
+        from genrec_lib.evaluation.ranking import validation_step
+        from genrec_lib.training import EARLY_STOPPING_METRIC, train
 
-        self.history_ = train(self, split, progress=progress, device=device)
+        self.history_ = train(self, split, validate=validation_step(split, EARLY_STOPPING_METRIC), progress=progress,
+                              device=device, metric=EARLY_STOPPING_METRIC)
         return self
 
 
@@ -128,8 +108,8 @@ def register(name: str) -> Callable[[type[Recommender]], type[Recommender]]:
 
 def get_model(name: str, **kwargs) -> Recommender:
     """Instantiate a registered model by name with its defaults (overridden by ``kwargs``)."""
-    import genrec_lib.models  # noqa: F401  (importing registers every model)
-
+    # No import needed: this module is only reached through the package ``genrec_lib.models``,
+    # whose ``__init__`` imports (and so registers) every model before anyone can call this.
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
     return MODELS[name](**kwargs)
