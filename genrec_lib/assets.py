@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
 import urllib.request
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-#: Datasets that can be fetched from their publisher, with the checksum GroupLens publishes.
+#: Datasets that can be fetched from their publisher, with the checksum GroupLens publishes
+#: beside each archive (``<url>.md5``); data/registry.yml records the same entries with their licence.
 DOWNLOADS = {
     "ml-100k": {
         "url": "https://files.grouplens.org/datasets/movielens/ml-100k.zip",
@@ -30,6 +30,10 @@ DOWNLOADS = {
     "ml-1m": {
         "url": "https://files.grouplens.org/datasets/movielens/ml-1m.zip",
         "md5": "c4d9eecfca2ab87c1945afe126590906",
+    },
+    "ml-20m": {
+        "url": "https://files.grouplens.org/datasets/movielens/ml-20m.zip",
+        "md5": "cd245b17a1ae2cc31bb14903e1204af3",
     },
 }
 
@@ -94,12 +98,24 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _copy_with_progress(response, out, label: str) -> None:
+    """Copy a download in 1 MiB chunks, with a tqdm bar sized by Content-Length when known."""
+    from tqdm.auto import tqdm
+
+    total = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
+    with tqdm(total=int(total) if total else None, unit="B", unit_scale=True, desc=label, leave=False) as bar:
+        for chunk in iter(lambda: response.read(1 << 20), b""):
+            out.write(chunk)
+            bar.update(len(chunk))
+
+
 def download(url: str, dest: Path, md5: str, *, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest`` and verify its MD5 before anyone uses it.
+    """Download ``url`` to ``dest`` (with a progress bar) and verify its MD5 before anyone uses it.
 
     The file is written to ``dest.partial`` and renamed only after the checksum
     matches; on a mismatch or an interrupted transfer the partial file is deleted
-    and the error says so. An existing ``dest`` with the right checksum is reused.
+    and the error says so, in one line that names where to put the file by hand.
+    An existing ``dest`` with the right checksum is reused.
     """
     dest = Path(dest)
     if dest.is_file() and file_md5(dest) == md5:
@@ -108,12 +124,12 @@ def download(url: str, dest: Path, md5: str, *, timeout: float = 60.0) -> Path:
     partial = dest.with_name(dest.name + ".partial")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
-            shutil.copyfileobj(response, out)
+            _copy_with_progress(response, out, dest.name)
     except Exception as error:
         partial.unlink(missing_ok=True)
         raise ConnectionError(
-            f"could not download {url} ({error}); the partial file was deleted. "
-            "Without network, use the offline copy of ML-100K: " + RECBOLE_INSTALL
+            f"could not download {url} ({error}); the partial file was deleted. Without network, "
+            f"put that file at {dest} (md5 {md5}) and run again; ML-100K also ships offline: {RECBOLE_INSTALL}"
         ) from error
     actual = file_md5(partial)
     if actual != md5:

@@ -299,6 +299,7 @@ def export(dataset: str, protocol: str, seed: int, out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    overrides = json_path = out = board_overrides = None
     try:
         args = parser.parse_args(argv)
         if args.command is None:
@@ -350,6 +351,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"genrec: error: {error}", file=sys.stderr)
             return 2
         return 0
+    # The first use of a downloadable dataset fetches it; without network (or with a bad
+    # archive) the reader gets the one line that says what to do, not a traceback.
+    from genrec_lib.assets import AssetMissingError, ChecksumError
+    from genrec_lib.data import DataFormatError
+
+    try:
+        return _run(args, overrides, json_path, out, board_overrides)
+    except (AssetMissingError, ChecksumError, ConnectionError, DataFormatError) as error:
+        print(f"genrec: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args, overrides, json_path, out, board_overrides) -> int:
+    """Run a parsed and checked bench, leaderboard or data command."""
     if args.command == "bench":
         record = bench(args.dataset, args.protocol, args.model, args.seed, overrides, unmasked=args.unmasked)
         print(format_table(record))

