@@ -84,3 +84,14 @@ def encode_images(images: torch.Tensor, resolution: int = 128, batch_size: int =
     if path is not None:
         torch.save(features, path)
     return features
+
+
+def item_image_features(data, resolution: int = 128) -> torch.Tensor:
+    """Locked EfficientNet-Lite0 features of a dataset's item images, cached on disk: (n_items, 1280).
+
+    ``data`` is an :class:`~genrec_lib.data.Interactions` with item images (the stamps);
+    the multimodal models call this, so the data layer never runs an image network.
+    """
+    from genrec_lib.data.stamps import item_images
+
+    return encode_images(item_images(data, resolution), resolution=resolution, cache=True)

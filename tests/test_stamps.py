@@ -90,3 +90,37 @@ def test_requests_name_the_attributes_of_held_out_items(catalogue):
     assert request_text("food", "red") == "something to eat that is red"
     with pytest.raises(ValueError, match="unknown category"):
         request_text("food", "teal")
+
+
+def test_latent_taste_carries_the_share_it_is_given(catalogue):
+    shares = {}
+    for rho in (0.0, 0.5, 0.9):
+        sim = simulate_users(catalogue, UserSimulation(n_users=300, seed=4, latent_share=rho))
+        shares[rho] = sim.variance_shares()
+        assert abs(shares[rho]["latent"] - rho) < 0.02, shares
+        assert abs(sum(shares[rho].values()) - 1) < 0.05, shares  # the parts are independent
+        if rho == 0.5:
+            half = sim
+    assert shares[0.0]["latent"] == 0
+    # The content tastes do not change with the share; the choices do.
+    other = simulate_users(catalogue, UserSimulation(n_users=300, seed=4, latent_share=0.9))
+    assert np.array_equal(half.category_taste, other.category_taste) and np.array_equal(half.parts["content"], other.parts["content"])
+    assert not np.array_equal(half.data.item, other.data.item)
+    # With a mostly latent taste, choices follow the latent factors more than the favourite category.
+    assert np.corrcoef(other.parts["latent"].ravel(), other.utility.ravel())[0, 1] > 0.9
+    with pytest.raises(ValueError, match="latent_share must lie in"):
+        UserSimulation(latent_share=1.0)
+
+
+def test_the_data_layer_runs_no_image_network():
+    import ast
+    import inspect
+
+    from genrec_lib.data import stamps
+
+    tree = ast.parse(inspect.getsource(stamps))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    above = {name for name in imported if name.startswith("genrec_lib") and not name.startswith("genrec_lib.data")
+             and name != "genrec_lib"}
+    assert above == set(), f"genrec_lib.data.stamps imports {above}: image features belong above the data layer"

@@ -7,8 +7,13 @@ category (``animals/birds/...`` -> category ``animals``, subcategory ``birds``).
 from its pixels: the dominant colour and whether it looks like a photograph or a drawing.
 
 No interaction log exists for these items, so users are **simulated**
-(:func:`simulate_users`): each user has a latent taste over categories, colours and
-style, and picks items by sampling from it. The chapters that use this data say so.
+(:func:`simulate_users`): each user has a taste over categories, colours and style (content
+attributes the models can observe) and a latent taste no feature reveals (user and item
+factors, whose share of the utility variance is a parameter), and picks items by sampling
+from it. The chapters that use this data say so.
+
+This module only reads pixels and captions; image *features* (a pretrained network) are
+computed above the data layer, in :func:`genrec_lib.image_encoders.item_image_features`.
 """
 
 from __future__ import annotations
@@ -181,29 +186,43 @@ class UserSimulation:
 
     For user ``u``: category taste ``theta_u ~ Dirichlet(alpha_category)``, colour taste
     ``w_u ~ N(0, sigma_colour^2)`` per colour, style taste ``s_u ~ N(0, sigma_style^2)``;
-    item appeal ``b_i ~ N(0, sigma_item^2)``. The utility of item ``i`` is
-    ``beta * log theta_u[c_i] + w_u[colour_i] + s_u * [style_i = photo] + b_i``, and the
-    user picks ``n_u`` distinct items by sampling without replacement in proportion to
-    ``exp(utility / temperature)`` (Gumbel top-k), with ``n_u`` uniform in ``interactions``.
+    item appeal ``b_i ~ N(0, sigma_item^2)``; and a **latent taste** no content feature
+    reveals: user and item factors ``p_u, q_i ~ N(0, I_latent_dim)``. The utility of item ``i`` is
+
+        content_ui = beta * log(theta_u[c_i] + category_floor) + w_u[colour_i] + s_u * [style_i = photo]
+        utility_ui = content_ui + b_i + a * p_u . q_i / sqrt(latent_dim),
+
+    where the scale ``a`` is set so that the latent term carries ``latent_share`` of the
+    utility variance within users (across items, averaged over users: the only variance
+    that changes a user's choices). The user picks ``n_u`` distinct items by sampling
+    without replacement in proportion to ``exp(utility / temperature)`` (Gumbel top-k),
+    with ``n_u`` uniform in ``interactions``. ``category_floor`` keeps a category a user
+    has almost no taste for from dominating the variance with ``log`` of a tiny number.
     """
 
     n_users: int = 1000
     interactions: tuple[int, int] = (12, 40)
     alpha_category: float = 0.3
     beta: float = 1.0
+    category_floor: float = 0.01
     sigma_colour: float = 1.5
     sigma_style: float = 1.0
     sigma_item: float = 0.5
+    latent_share: float = 0.5
+    latent_dim: int = 8
     temperature: float = 0.7
     seed: int = 2020
 
     def __post_init__(self):
-        for name in ("n_users", "alpha_category", "beta", "temperature"):
+        for name in ("n_users", "alpha_category", "beta", "temperature", "latent_dim"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("sigma_colour", "sigma_style", "sigma_item"):
+        for name in ("sigma_colour", "sigma_style", "sigma_item", "category_floor"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 <= self.latent_share < 1:
+            raise ValueError(f"latent_share must lie in [0, 1) (the latent taste's share of the utility variance), "
+                             f"got {self.latent_share!r}")
         low, high = self.interactions
         if not 1 <= low <= high:
             raise ValueError(f"interactions must be (low, high) with 1 <= low <= high, got {self.interactions}")
@@ -219,6 +238,16 @@ class SimulatedUsers:
     colour_taste: np.ndarray  # (n_users, n_colours): w_u
     style_taste: np.ndarray  # (n_users,): s_u
     config: UserSimulation
+    parts: dict = field(default_factory=dict, repr=False)  # {"content", "item", "latent"}: (n_users, n_items) each
+
+    def variance_shares(self) -> dict[str, float]:
+        """Each part's share of the utility variance within users (mean over users of the variance across items).
+
+        The shares of ``content``, ``item`` (appeal ``b_i``) and ``latent`` sum to 1 up to
+        the (sampled, near-zero) covariances between the parts.
+        """
+        total = self.utility.var(axis=1).mean()
+        return {name: float(part.var(axis=1).mean() / total) for name, part in self.parts.items()}
 
 
 def simulate_users(catalogue: StampCatalogue, config: UserSimulation = UserSimulation()) -> SimulatedUsers:
@@ -234,7 +263,17 @@ def simulate_users(catalogue: StampCatalogue, config: UserSimulation = UserSimul
     w = rng.normal(0, config.sigma_colour, size=(n_users, len(COLOURS)))  # (U, K)
     s = rng.normal(0, config.sigma_style, size=n_users)  # (U,)
     b = rng.normal(0, config.sigma_item, size=n_items)  # (I,)
-    utility = config.beta * np.log(theta[:, c] + 1e-12) + w[:, k] + s[:, None] * photo[None] + b[None]  # (U, I)
+    content = config.beta * np.log(theta[:, c] + config.category_floor + 1e-12) + w[:, k] + s[:, None] * photo[None]  # (U, I)
+    item_part = np.broadcast_to(b[None], (n_users, n_items))  # (U, I)
+    # Latent taste: drawn from its own generator so that the other parts do not change with its share.
+    latent_rng = np.random.default_rng([config.seed, 1])
+    p_u = latent_rng.normal(size=(n_users, config.latent_dim))  # (U, L)
+    q_i = latent_rng.normal(size=(n_items, config.latent_dim))  # (I, L)
+    latent = p_u @ q_i.T / np.sqrt(config.latent_dim)  # (U, I), unit variance
+    rest = (content + item_part).var(axis=1).mean()
+    share = config.latent_share
+    latent = latent * np.sqrt(share / (1 - share) * rest / latent.var(axis=1).mean())
+    utility = content + item_part + latent  # (U, I)
     low, high = config.interactions
     n_u = np.minimum(rng.integers(low, high + 1, size=n_users), n_items)
     gumbel = rng.gumbel(size=(n_users, n_items))
@@ -250,7 +289,8 @@ def simulate_users(catalogue: StampCatalogue, config: UserSimulation = UserSimul
     # from_frame sorts ids; keep the catalogue's row order as the item index order.
     if not np.array_equal(data.item_ids, items["item_id"].to_numpy()):
         data = _reindex_items(data, items["item_id"].to_numpy())
-    return SimulatedUsers(data, utility, theta, w, s, config)
+    return SimulatedUsers(data, utility, theta, w, s, config,
+                          parts={"content": content, "item": np.asarray(item_part), "latent": latent})
 
 
 def _reindex_items(data: Interactions, item_ids: np.ndarray) -> Interactions:
@@ -262,9 +302,10 @@ def _reindex_items(data: Interactions, item_ids: np.ndarray) -> Interactions:
     return replace(data, item=position[data.item], item_ids=item_ids, items=items.sort_index())
 
 
-def load_stamps(seed: int = 2020, n_users: int = UserSimulation.n_users) -> Interactions:
+def load_stamps(seed: int = 2020, n_users: int = UserSimulation.n_users,
+                latent_share: float = UserSimulation.latent_share) -> Interactions:
     """The catalogue with simulated users, as :class:`Interactions` (what ``genrec bench`` loads)."""
-    return simulate_users(load_stamp_catalogue(), UserSimulation(n_users=n_users, seed=seed)).data
+    return simulate_users(load_stamp_catalogue(), UserSimulation(n_users=n_users, seed=seed, latent_share=latent_share)).data
 
 
 def split_cold_items(data: Interactions, seed: int = 2020, cold_fraction: float = 0.2, valid_fraction: float = 0.1) -> tuple[Split, np.ndarray]:
@@ -307,13 +348,6 @@ def item_images(data: Interactions, size: int = 32) -> torch.Tensor:
     if (position < 0).any():
         raise ValueError("some item images of this dataset are not in the installed stamp catalogue; reload the dataset")
     return catalogue.images(size)[torch.from_numpy(position)]
-
-
-def item_image_features(data: Interactions, resolution: int = 128) -> torch.Tensor:
-    """Locked EfficientNet-Lite0 features of ``data``'s item images, cached on disk: (n_items, 1280)."""
-    from genrec_lib.image_encoders import encode_images
-
-    return encode_images(item_images(data, resolution), resolution=resolution, cache=True)
 
 
 def item_captions(data: Interactions) -> list[str]:

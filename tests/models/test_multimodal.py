@@ -77,7 +77,9 @@ def test_vbpr_and_content_rank_cold_items_by_their_looks_bpr_cannot():
     split, cold = split_cold_items(data, seed=0, cold_fraction=0.3)
     scores = {}
     for name, model in (("bpr", get_model("bpr", dim=8, batch_size=64, epochs=30, patience=30, seed=0)),
-                        ("vbpr", VBPR(dim=8, visual_dim=4, batch_size=64, epochs=30, patience=30, seed=0, item_features=f)),
+                        # 8 features, not 1,280: the visual part may learn at the ID part's rate here
+                        ("vbpr", VBPR(dim=8, visual_dim=4, batch_size=64, epochs=30, patience=30, seed=0, item_features=f,
+                                      visual_learning_rate=3e-3)),
                         ("content", JointContent(item_embeddings=f))):
         model.fit(split)
         scores[name] = evaluate(OnlyItems(model, cold, data.n_items), split, "test", ks=(5,))["ndcg@5"]
@@ -120,3 +122,18 @@ def test_cvae_fits_and_generates_for_conditions():
     assert nearest_pixel_distance(images[:4], images[:4], exclude_self=True).min() > 0
     with pytest.raises(ValueError, match="32, 32"):
         vae.fit(torch.rand(4, 3, 16, 16), c[:4])
+
+
+def test_vbpr_trains_its_visual_part_at_its_own_rate():
+    data, f = feature_world(seed=2)
+    from genrec_lib.data import make_split
+
+    split = make_split(data, "random", seed=2)
+    vbpr = VBPR(dim=4, visual_dim=2, learning_rate=1e-2, epochs=1, seed=0, item_features=f)
+    vbpr.fit(split)
+    groups = vbpr.configure_optimizer().param_groups
+    assert [g["lr"] for g in groups] == [1e-2, 1e-3]  # ID part, visual part (a tenth by default)
+    assert {id(p) for p in groups[1]["params"]} == {id(vbpr.E.weight), id(vbpr.beta_prime.weight), id(vbpr.theta_u.weight)}
+    assert abs(vbpr.f.norm(dim=1).pow(2).mean().item() - 1) < 0.2  # standardised features scaled to about unit norm
+    with pytest.raises(ValueError, match="visual_learning_rate"):
+        VBPR(visual_learning_rate=0.0)

@@ -37,7 +37,8 @@ class JointContent(Recommender):
     def fit(self, split: Split) -> "JointContent":
         e = self.item_embeddings
         if e is None:
-            from genrec_lib.data.stamps import item_captions, item_image_features
+            from genrec_lib.data.stamps import item_captions
+            from genrec_lib.image_encoders import item_image_features
             from genrec_lib.models.multimodal.lit import LiT
             from genrec_lib.text_encoders import encode_texts
 

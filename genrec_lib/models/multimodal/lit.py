@@ -9,8 +9,9 @@ for images (:mod:`genrec_lib.image_encoders`) and all-MiniLM-L6-v2 for text
 temperature are trained, with the symmetric InfoNCE loss over a batch of matched pairs.
 
 Deviations from the paper: LiT locks the image tower and trains the text tower from
-scratch or from a checkpoint; here the text tower is locked too (two heads trained), which
-is what a few hundred captioned images support. The towers are far smaller than LiT's.
+scratch or from a checkpoint; here the text tower is locked too (only two heads and the
+temperature are trained), which is a different configuration from LiT's, chosen because a
+few hundred captioned images support no more. The towers are far smaller than LiT's.
 
 :func:`joint_space` returns either this space or a real CLIP from
 ``open_clip.create_model_and_transforms`` behind the same two methods, so the chapter's
