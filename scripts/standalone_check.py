@@ -354,7 +354,7 @@ def record(rows: dict[str, dict], base_versions: dict[str, str], out: Path, thre
     data["base"] = base_versions
     data["chapters"] = dict(sorted(data["chapters"].items()))
     out.write_text(json.dumps(data, indent=1) + "\n")
-    log(f"recorded {len(rows)} chapter(s) in {out}")
+    log(f"recorded {', '.join(rows)} in {out}")
 
 
 def table(rows: dict[str, dict]) -> str:
@@ -394,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import nbformat
 
+    out = args.out if args.out is not None else (str(RESULTS) if args.full else "none")
     envs: dict[str, tuple[Path, Path]] = {}
     rows: dict[str, dict] = {}
     for name in names:
@@ -408,10 +409,12 @@ def main(argv: list[str] | None = None) -> int:
             f"setup {row['setup_s']} s, {env_dir.name})")
         if not row["ok"]:
             log("  " + explain(name, row))
+        if out != "none":  # after every chapter, so a run cut short keeps what it measured
+            record({name: row}, base_versions, Path(out), args.threads)
     print(table(rows))
-    out = args.out if args.out is not None else (str(RESULTS) if args.full else "none")
-    if out != "none":
-        record(rows, base_versions, Path(out), args.threads)
+    for stale in work.glob("env-*"):  # environments of setup cells this run did not use
+        if stale not in {env_dir for env_dir, _ in envs.values()}:
+            shutil.rmtree(stale, ignore_errors=True)
     failed = [n for n, r in rows.items() if not r["ok"]]
     log(f"{len(rows) - len(failed)} of {len(rows)} passed in {time.perf_counter() - start:.0f} s")
     if failed:
