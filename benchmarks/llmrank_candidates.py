@@ -147,7 +147,8 @@ def main(argv=None) -> None:
     split = load_split("ml-100k", "loo", args.seed)
     seed_everything(args.seed)
     start = cpu()
-    first_stage = get_model(FIRST_STAGE).fit(split)
+    needs_first = "retrieved" in args.sets or FIRST_STAGE in args.models
+    first_stage = get_model(FIRST_STAGE).fit(split) if needs_first else None  # deterministic: seeded, one thread
     first_fit = cpu() - start
     tasks = {(stage, kind): make_llmrank_task(split, stage, history_len=args.history, seed=args.seed, candidates=kind,
                                              first_stage=first_stage if kind == "retrieved" else None)
@@ -171,11 +172,12 @@ def main(argv=None) -> None:
                     f"{transformers.__version__}, peft {peft.__version__}, numpy {np.__version__}",
         "commit": commit + (" (library files modified)" if dirty else ""), "seed": args.seed,
     }
+    previous = record.get("protocol", {})
     record["protocol"] = {
         "dataset": "ml-100k", "split": "loo", "seed": args.seed, "stage": "test", "users": task0.users.tolist(),
         "candidates": int(task0.n_candidates), "history_len": args.history,
-        "first_stage": {"model": FIRST_STAGE, "settings": tasks[("test", "retrieved")].provenance["first_stage_settings"]
-                        if "retrieved" in args.sets else None, "fit_cpu_seconds": round(first_fit, 1)},
+        "first_stage": {"model": FIRST_STAGE, "settings": tasks[("test", "retrieved")].provenance["first_stage_settings"],
+                        "fit_cpu_seconds": round(first_fit, 1)} if "retrieved" in args.sets else previous.get("first_stage"),
         "tests": "paired t-tests over the 200 users on per-user NDCG@10, Holm-adjusted within each candidate set "
                  "(every model against Pop and against the first stage)",
     }
