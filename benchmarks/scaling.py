@@ -1,0 +1,197 @@
+"""Cost against data size: fit and evaluation seconds and peak memory on synthetic MovieLens-like data.
+
+    python benchmarks/scaling.py --sizes 0.1M 1M [--models ease itemknn bpr multvae diffrec sasrec]
+
+Each size has MovieLens's shape (users x items of ML-100K, ML-1M, ML-10M, ML-20M), user
+activity drawn from a log-normal and item popularity from a Zipf law, both fitted by eye
+to MovieLens (a few heavy users, a long tail of rarely rated films), at least 5
+interactions per user (repeated pairs are redrawn), distinct timestamps (so sequential
+models have sequences).
+
+Every (size, model) runs in its own process with one thread, so that its peak resident
+memory (``ru_maxrss``) is its own; seconds are recorded as wall time and as CPU time
+(``time.process_time``, the measure to trust on a shared machine). Trained models are timed on ``--batches`` training
+batches and the epoch time is extrapolated from batches per epoch (a full epoch at 20M
+would take hours on 2 cores); EASE and ItemKNN are fitted in full. Evaluation ranks the
+full catalogue for ``--eval-users`` users and is extrapolated to all users. The record
+says which numbers are extrapolated. Results: ``genrec_lib/records/scaling.json`` (one
+entry per run, with machine and versions) and ``benchmarks/scaling.png`` (log-log, slopes fitted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: name -> (interactions, users, items): MovieLens's shapes.
+SIZES = {"0.1M": (100_000, 943, 1_682), "1M": (1_000_209, 6_040, 3_706),
+         "10M": (10_000_054, 69_878, 10_677), "20M": (20_000_263, 138_493, 26_744)}
+MODELS = ("ease", "itemknn", "bpr", "multvae", "diffrec", "sasrec")
+#: The record ships as package data (like the other benchmark records), the plot beside this script.
+RECORD = Path(__file__).resolve().parent.parent / "genrec_lib" / "records" / "scaling.json"
+PLOT = Path(__file__).resolve().parent / "scaling.png"
+
+
+def synthetic(n_interactions: int, n_users: int, n_items: int, seed: int = 0):
+    """MovieLens-like Interactions: log-normal activity (>= 5 each), Zipf popularity, no repeated pairs."""
+    import pandas as pd
+
+    from genrec_lib.data import Interactions
+
+    rng = np.random.default_rng(seed)
+    activity = rng.lognormal(0.0, 1.0, n_users)
+    counts = 5 + np.floor(activity / activity.sum() * (n_interactions - 5 * n_users)).astype(np.int64)
+    counts = np.minimum(counts, n_items // 2)
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.9
+    popularity = popularity[rng.permutation(n_items)]  # popular ids are not the low ids
+    popularity /= popularity.sum()
+    keys = np.zeros(0, dtype=np.int64)
+    for _ in range(20):  # draw, drop repeated pairs, draw each user's shortfall again
+        short = counts - np.bincount(keys // n_items, minlength=n_users)
+        if short.sum() == 0:
+            break
+        users = np.repeat(np.arange(n_users), short)
+        keys = np.union1d(keys, users * n_items + rng.choice(n_items, size=len(users), p=popularity))
+    users, items = keys // n_items, keys % n_items
+    frame = pd.DataFrame({"user_id": users + 1, "item_id": items + 1, "rating": 4,
+                          "timestamp": 1_000_000_000 + rng.permutation(len(users))})
+    item_side = pd.DataFrame({"title": "", "year": 2000, "genres": [[]] * n_items}, index=np.arange(1, n_items + 1))
+    user_side = pd.DataFrame(index=np.arange(1, n_users + 1))
+    return Interactions.from_frame(frame, item_side, user_side, f"synthetic-{n_interactions}")
+
+
+def run_one(size: str, model_name: str, batches: int, eval_users: int) -> dict:
+    """Fit and evaluate one model on one size in this process; returns its record."""
+    import torch
+
+    from genrec_lib.data import make_split
+    from genrec_lib.evaluation import evaluate
+    from genrec_lib.models import get_model
+
+    torch.set_num_threads(1)
+    imports_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Python, torch and the library
+    start = time.perf_counter()
+    split = make_split(synthetic(*SIZES[size]), "random", seed=0)
+    record = {"size": size, "model": model_name, "interactions": len(split.dataset), "users": split.n_users,
+              "items": split.n_items, "data_seconds": time.perf_counter() - start, "rss_after_imports_mb": imports_mb}
+    model = get_model(model_name)
+    if hasattr(model, "_device"):
+        model._device = torch.device("cpu")
+    start, cpu = time.perf_counter(), time.process_time()
+    if hasattr(model, "build"):
+        model.build(split)
+        optimizer = model.configure_optimizer()
+        model.train()
+        generator = torch.Generator().manual_seed(0)
+        iterator = iter(model.training_batches(split, generator))
+        timed, per_epoch = 0, None
+        for batch in iterator:
+            loss = model.training_loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            timed += 1
+            if timed == batches:
+                break
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+        per_epoch = timed + sum(1 for _ in iterator)  # the rest of the epoch's batches, drawn but not trained
+        model.eval()
+        record.update(fit_seconds=seconds * per_epoch / timed, fit_cpu_seconds=cpu_seconds * per_epoch / timed,
+                      fit_extrapolated=timed < per_epoch,
+                      timed_batches=timed, batches_per_epoch=per_epoch, fit_unit="one epoch")
+    else:
+        model.fit(split)
+        record.update(fit_seconds=time.perf_counter() - start, fit_cpu_seconds=time.process_time() - cpu,
+                      fit_extrapolated=False, fit_unit="full fit")
+    users = np.unique(split.test.user)
+    sample = np.random.default_rng(0).choice(users, min(eval_users, len(users)), replace=False)
+    start, cpu = time.perf_counter(), time.process_time()
+    result = evaluate(model, split, "test", ks=(10,), metrics=("ndcg",), users=np.sort(sample))
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    record.update(eval_seconds=seconds * len(users) / len(sample), eval_cpu_seconds=cpu_seconds * len(users) / len(sample), eval_extrapolated=len(sample) < len(users),
+                  eval_users=len(sample), test_ndcg10_sample=result["ndcg@10"],
+                  peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return record
+
+
+def environment() -> dict:
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
+            "threads": 1, "platform": platform.platform()}
+
+
+def plot(records: list[dict], path: Path) -> dict:
+    """Log-log plot of fit and evaluation seconds and peak memory against interactions; returns fitted slopes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    slopes = {}
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for ax, key, label in zip(axes, ("fit_cpu_seconds", "eval_cpu_seconds", "peak_rss_mb"),
+                              ("fit CPU seconds (epoch or full fit)", "evaluation CPU seconds (all users)",
+                               "peak RSS (MB)")):
+        for model in sorted({r["model"] for r in records}):
+            rows = sorted((r["interactions"], r[key]) for r in records if r["model"] == model and r.get(key))
+            if not rows:
+                continue
+            x, y = map(np.array, zip(*rows))
+            slope = float(np.polyfit(np.log10(x), np.log10(y), 1)[0]) if len(rows) > 1 else float("nan")
+            slopes.setdefault(model, {})[key] = slope
+            ax.loglog(x, y, "o-", label=f"{model} (slope {slope:.2f})")
+        ax.set_xlabel("interactions")
+        ax.set_title(label)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return slopes
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["0.1M", "1M"], choices=list(SIZES))
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--batches", type=int, default=30, help="training batches timed per trained model")
+    parser.add_argument("--eval-users", type=int, default=2048)
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per (size, model) run")
+    parser.add_argument("--one", nargs=2, metavar=("SIZE", "MODEL"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(run_one(args.one[0], args.one[1], args.batches, args.eval_users)))
+        return 0
+    out = RECORD
+    saved = json.loads(out.read_text()) if out.is_file() else {"environment": environment(), "runs": []}
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    for size in args.sizes:
+        for model in args.models:
+            command = [sys.executable, __file__, "--one", size, model, "--batches", str(args.batches),
+                       "--eval-users", str(args.eval_users)]
+            try:
+                done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
+                record = (json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0
+                          else {"size": size, "model": model, "error": done.stderr.strip().splitlines()[-1][:300]})
+            except subprocess.TimeoutExpired:
+                record = {"size": size, "model": model, "error": f"over {args.timeout} s"}
+            saved["runs"] = [r for r in saved["runs"] if (r["size"], r["model"]) != (size, model)] + [record]
+            saved["environment"] = environment()
+            out.write_text(json.dumps(saved, indent=1))
+            print(json.dumps(record), flush=True)
+    saved["slopes"] = plot([r for r in saved["runs"] if "error" not in r], PLOT)
+    out.write_text(json.dumps(saved, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
