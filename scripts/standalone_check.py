@@ -340,8 +340,9 @@ def commit() -> tuple[str, bool]:
     return head or "unknown", dirty
 
 
-def record(rows: dict[str, dict], base_versions: dict[str, str], out: Path, threads: int) -> None:
-    head, dirty = commit()
+def record(rows: dict[str, dict], base_versions: dict[str, str], out: Path, threads: int,
+           built_from: tuple[str, bool] | None = None) -> None:
+    head, dirty = built_from or commit()
     data = json.loads(out.read_text()) if out.is_file() else {"chapters": {}}
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     for name, row in rows.items():
@@ -386,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    built_from = commit()  # the checkout the wheel and the notebooks come from ("+uncommitted": with local edits)
     wheel = Path(args.wheel) if args.wheel else build_wheel(work / "dist")
     log(f"wheel {wheel.name}")
     base = work / "base"
@@ -410,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         if not row["ok"]:
             log("  " + explain(name, row))
         if out != "none":  # after every chapter, so a run cut short keeps what it measured
-            record({name: row}, base_versions, Path(out), args.threads)
+            record({name: row}, base_versions, Path(out), args.threads, built_from)
     print(table(rows))
     for stale in work.glob("env-*"):  # environments of setup cells this run did not use
         if stale not in {env_dir for env_dir, _ in envs.values()}:
