@@ -35,10 +35,11 @@ BANDS = {
         # here with longer training is about .10, so ceilings sit at .13
         "sasrec.test.ndcg@10": (0.060, 0.13), "sasrec.test.hit@10": (0.12, 0.25),
         "bert4rec.test.ndcg@10": (0.055, 0.13), "gru4rec.test.ndcg@10": (0.050, 0.13),
-        # without masking, already-rated items take top places: the number falls (about .04-.055 here),
-        # and a value near the masked one would mean the convention was not applied
-        "sasrec.test.ndcg@10.unmasked": (0.015, 0.085), "bert4rec.test.ndcg@10.unmasked": (0.015, 0.085),
-        "gru4rec.test.ndcg@10.unmasked": (0.015, 0.085),
+        # without masking, already-rated items take top places: the number falls (.054, .043, .051 against
+        # masked .096, .077, .072 in a run of this chapter), and a value at the masked level (> .065) would
+        # mean the convention was not applied
+        "sasrec.test.ndcg@10.unmasked": (0.015, 0.065), "bert4rec.test.ndcg@10.unmasked": (0.015, 0.065),
+        "gru4rec.test.ndcg@10.unmasked": (0.015, 0.065),
     },
     # loo (chance ~.003): TIGER .052 in CI (.066 with 20 epochs); sequential models reach about .10 here
     "07_semantic_id_generative_retrieval": {"tiger.test.ndcg@10": (0.040, 0.12)},
