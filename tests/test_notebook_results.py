@@ -35,10 +35,11 @@ BANDS = {
         # here with longer training is about .10, so ceilings sit at .13
         "sasrec.test.ndcg@10": (0.060, 0.13), "sasrec.test.hit@10": (0.12, 0.25),
         "bert4rec.test.ndcg@10": (0.055, 0.13), "gru4rec.test.ndcg@10": (0.050, 0.13),
-        # without masking, already-rated items take top places: the number falls (about .04-.055 here),
-        # and a value near the masked one would mean the convention was not applied
-        "sasrec.test.ndcg@10.unmasked": (0.015, 0.085), "bert4rec.test.ndcg@10.unmasked": (0.015, 0.085),
-        "gru4rec.test.ndcg@10.unmasked": (0.015, 0.085),
+        # without masking, already-rated items take top places: the number falls (.054, .043, .051 against
+        # masked .096, .077, .072 in a run of this chapter), and a value at the masked level (> .065) would
+        # mean the convention was not applied
+        "sasrec.test.ndcg@10.unmasked": (0.015, 0.065), "bert4rec.test.ndcg@10.unmasked": (0.015, 0.065),
+        "gru4rec.test.ndcg@10.unmasked": (0.015, 0.065),
     },
     # loo (chance ~.003): TIGER .052 in CI (.066 with 20 epochs); sequential models reach about .10 here
     "07_semantic_id_generative_retrieval": {"tiger.test.ndcg@10": (0.040, 0.12)},
@@ -115,20 +116,26 @@ BANDS = {
     },
     # Cosines in the joint space: generated images above random catalogue items (~0), below
     # the nearest catalogue item (~.45, which a copying generator would reach).
+    # By the simulated users' utility (percentile over the catalogue): a random item sits at .5,
+    # retrieval far above it; a generator that copied the retrieved item would pass .75.
     "15_personalised_image_generation": {
         "request.cos.generated": (0.01, 0.40), "user.cos.generated": (0.005, 0.40),
         "novelty.generated_to_catalogue": (0.02, 0.60),
-    },
-    # llmrank over the chapter's few users (20 candidates; random 0.227, Pop about .5 on all
-    # 200): the summed title likelihood must beat random without beating a perfect ranker, and
-    # the shared prompt cache must pay for itself.
-    # By the simulated users' utility (percentile over the catalogue): a random item sits at .5,
-    # retrieval far above it; a generator that copied the retrieved item would pass .75.
-    "10_llm_zero_shot_rankers": {
-        "llm_likelihood.test.ndcg@10": (0.25, 0.85), "random.test.ndcg@10": (0.10, 0.45),
-        "pop.test.ndcg@10": (0.20, 0.90), "kv_cache.speedup": (3.0, 100.0),
         "user.utility_percentile.random": (0.45, 0.55), "user.utility_percentile.generated": (0.45, 0.75),
         "user.utility_percentile.retrieved": (0.65, 0.95),
+    },
+    # llmrank, 20 candidates: chance NDCG@10 is 0.227 (random_expectation). Floors at chance for
+    # every ranker the chapter shows above it; ceilings near the best credible value (SASRec
+    # ~.72, Pop .53 on all 200 users; a leaked target reaches 1.0). Random on all 200 users sits
+    # within ~2.5 standard errors of chance. The shared prompt cache must pay for itself; reading
+    # the prompt once instead of 20 times saves at most ~20x (the ceiling leaves room for timing noise).
+    # The controls come from genrec_lib/records/llmrank_controls.json, tied to the run by tie_gap.
+    "10_llm_zero_shot_rankers": {
+        "llm_likelihood.test.ndcg@10": (0.23, 0.75), "random.test.ndcg@10": (0.17, 0.29),
+        "pop.test.ndcg@10": (0.23, 0.75), "pop.all200.test.ndcg@10": (0.45, 0.62), "kv_cache.speedup": (3.0, 30.0),
+        "controls.tie_gap": (0.0, 5e-3), "controls.n_users": (16, 200),
+        "controls.llm_likelihood.ndcg@10": (0.23, 0.75), "controls.pop.ndcg@10": (0.30, 0.65),
+        "candidates.pop_tie_gap": (0.0, 1e-5),  # the candidate-set record's Pop is this run's Pop, user by user
     },
     # Full-ranking loo (chance ~.003 NDCG@10; CI: frozen text .015, Pop .040, ItemKNN .061, bi-encoder
     # .072, SASRec .082). Text alone is weak; the trained bi-encoder must beat it (its floor sits at the
