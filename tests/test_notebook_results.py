@@ -153,16 +153,20 @@ BANDS = {
     # AUC of SmolLM2's yes/no answers: near chance untuned, and no 135M model tuned on a few
     # hundred instructions reaches 0.9 honestly; llmrank NDCG@10 over 20 candidates (random 0.227).
     "12_fine_tuning_llms": {
-        "tallrec.auc_before": (0.25, 0.85), "tallrec.auc_after": (0.35, 0.90),  # 40 pairs: AUC standard error ~.09
-        "tallrec.llmrank.ndcg@10": (0.10, 0.90), "pop.llmrank.ndcg@10": (0.15, 0.85),
-        # P5 on the chapter's few llmrank users (random ~.227): a broken scorer falls below .10 and
-        # a leaked target (always first) reaches 1.0; training throughput is tokens per CPU-second
-        "p5.title.llmrank.ndcg@10": (0.10, 0.90), "p5.id.llmrank.ndcg@10": (0.10, 0.90),
-        "zeroshot.llmrank.ndcg@10": (0.10, 0.90), "p5.train_tokens_per_cpu_second": (5, 5000),
+        "tallrec.auc_before": (0.25, 0.85), "tallrec.auc_after": (0.55, 0.90),  # 40 pairs: AUC standard error ~.09; a tuning that learns nothing (.5) fails
+        # TALLRec ranks at chance on llmrank (the chapter says so): a ceiling catches a contradiction
+        "tallrec.llmrank.ndcg@10": (0.0, 0.45), "pop.llmrank.ndcg@10": (0.227, 0.75),
+        # P5 and zero-shot on the chapter's 10 llmrank users (an illustration; chance .227): a scorer at or
+        # below chance fails, and so does a partial leak (the 200-user best, SASRec, is ~.72); training
+        # throughput is tokens per CPU-second
+        "p5.title.llmrank.ndcg@10": (0.227, 0.80), "p5.id.llmrank.ndcg@10": (0.227, 0.80),
+        "zeroshot.llmrank.ndcg@10": (0.227, 0.80), "p5.train_tokens_per_cpu_second": (5, 5000),
         # all 200 llmrank users: P5 with item tokens must clear .50 (popularity scores ~.53 there);
         # no honest model of this size reaches .85 on these candidates (SASRec ~.72)
-        "p5.token.llmrank200.ndcg@10": (0.50, 0.85), "pop.llmrank200.ndcg@10": (0.45, 0.62),
-        "bpr.llmrank200.ndcg@10": (0.45, 0.85), "sasrec.llmrank200.ndcg@10": (0.45, 0.85),
+        "p5.token.llmrank200.ndcg@10": (0.50, 0.78), "pop.llmrank200.ndcg@10": (0.50, 0.56),
+        # popularity-matched negatives (same 200 users): Pop falls to about chance, as the chapter says
+        "pop.popularity_matched200.ndcg@10": (0.22, 0.30),
+        "bpr.llmrank200.ndcg@10": (0.45, 0.78), "sasrec.llmrank200.ndcg@10": (0.45, 0.78),
         "p5.token.train_tokens_per_cpu_second": (5, 5000),
     },
     # SASRec's item table from text on loo with a fifth of the films cold (in no training data).
