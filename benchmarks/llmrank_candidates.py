@@ -38,14 +38,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+import provenance  # benchmarks/provenance.py: commit, machine and versions of a run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -158,19 +157,11 @@ def main(argv=None) -> None:
     record = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for key in ("runs", "sets", "results", "p5_selection", "tests"):
         record.setdefault(key, {})
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "genrec_lib", "benchmarks/llmrank_candidates.py"],
-                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    import peft
-    import transformers
-
+    stamp = provenance.stamp()
     record["runs"][stamp] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s) visible, torch threads {torch.get_num_threads()} "
-                   "(machine shared with other jobs: times are CPU seconds of this process)",
-        "versions": f"python {platform.python_version()}, torch {torch.__version__}, transformers "
-                    f"{transformers.__version__}, peft {peft.__version__}, numpy {np.__version__}",
-        "commit": commit + (" (library files modified)" if dirty else ""), "seed": args.seed,
+        "machine": provenance.machine("(machine shared with other jobs: times are CPU seconds of this process)"),
+        "versions": provenance.versions("transformers", "peft", "numpy"),
+        "commit": provenance.commit(ROOT, ("genrec_lib", "benchmarks/llmrank_candidates.py")), "seed": args.seed,
     }
     previous = record.get("protocol", {})
     record["protocol"] = {

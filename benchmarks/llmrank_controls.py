@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+import provenance  # benchmarks/provenance.py: commit, machine and versions of a run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -94,15 +92,14 @@ def main(argv=None) -> None:
         return lister.score_user(history, moved)
 
     record = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     record.update({
         "about": __doc__.split("\n\n")[0],
         "protocol": {"split": "ml-100k loo", "seed": args.seed, "stage": "test", "history_len": HISTORY_LEN,
                      "listed_history": LISTED_HISTORY, "candidates": int(task.n_candidates)},
         "llm": lm.name, "users": task.users.tolist(), "targets": task.targets.tolist(),
         "candidates": task.candidates.tolist(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s) visible, torch threads {torch.get_num_threads()}",
-        "commit": commit, "updated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": provenance.machine(),
+        "commit": provenance.commit(ROOT), "updated": provenance.stamp(),
     })
     record.setdefault("scores", {})
     record.setdefault("cpu_seconds", {})

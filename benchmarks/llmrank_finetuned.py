@@ -22,15 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
+import provenance  # benchmarks/provenance.py: commit, machine and versions of a run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -52,8 +48,6 @@ def parse(spec: str) -> tuple[str, dict]:
 
 
 def main(argv=None) -> None:
-    import torch
-
     from genrec_lib.data import load_split
     from genrec_lib.evaluation.llmrank import evaluate_llmrank, make_llmrank_task
     from genrec_lib.models import get_model
@@ -68,16 +62,11 @@ def main(argv=None) -> None:
     split = load_split("ml-100k", "loo", args.seed)
     task = make_llmrank_task(split, "test", seed=args.seed)
     runs = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}, "models": {}}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    import peft
-    import transformers
-
+    stamp = provenance.stamp()
     runs["runs"][stamp] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s) visible, torch threads {torch.get_num_threads()}",
-        "versions": f"python {platform.python_version()}, torch {torch.__version__}, transformers "
-                    f"{transformers.__version__}, peft {peft.__version__}, numpy {np.__version__}",
-        "commit": commit, "seed": args.seed, "users": int(len(task.users)), "candidates": int(task.n_candidates),
+        "machine": provenance.machine(),
+        "versions": provenance.versions("transformers", "peft", "numpy"),
+        "commit": provenance.commit(ROOT), "seed": args.seed, "users": int(len(task.users)), "candidates": int(task.n_candidates),
     }
     for spec in args.models:
         name, overrides = parse(spec)

@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+import provenance  # benchmarks/provenance.py: commit, machine and versions of a run
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "genrec_lib" / "records" / "llmrank_hybrid.json"
@@ -103,17 +102,11 @@ def main(argv=None) -> None:
     record = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for key in ("runs", "results", "throughput", "tests"):
         record.setdefault(key, {})
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    import peft
-    import transformers
-
+    stamp = provenance.stamp()
     record["runs"][stamp] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s) visible, torch threads {torch.get_num_threads()} "
-                   "(machine shared with other jobs: times are CPU seconds of this process)",
-        "versions": f"python {platform.python_version()}, torch {torch.__version__}, transformers "
-                    f"{transformers.__version__}, peft {peft.__version__}, numpy {np.__version__}",
-        "commit": commit, "seed": args.seed, "modes": args.modes, "examples": args.examples,
+        "machine": provenance.machine("(machine shared with other jobs: times are CPU seconds of this process)"),
+        "versions": provenance.versions("transformers", "peft", "numpy"),
+        "commit": provenance.commit(ROOT), "seed": args.seed, "modes": args.modes, "examples": args.examples,
     }
     record["protocol"] = {"dataset": "ml-100k", "split": "loo", "seed": args.seed, "stage": "test",
                           "users": users.tolist(), "history_len": args.history, "candidates": int(tasks["uniform"].n_candidates),
