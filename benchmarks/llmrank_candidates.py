@@ -123,6 +123,77 @@ def paired_tests(results: dict, reference_first: str) -> dict:
     return out
 
 
+def cascade_tests(record: dict, top: int = 20) -> dict:
+    """The retrieved set read as a two-stage cascade: only users whose target the first stage retrieved count.
+
+    The retrieved candidates are the first stage's 19 best unseen items plus the target,
+    added whether or not the first stage found it. When the first stage ranked the target
+    below its 20th unseen item, its own order puts the target last among the candidates by
+    construction, so on the whole set the first stage sits below chance and any reranker
+    "beats" it. A deployed cascade hands the reranker the first stage's top ``top`` (20)
+    unseen items; when the target is among them (the first stage's rank of the target
+    among the user's unseen items is at most ``top``) that list is exactly this candidate
+    set, and otherwise no reranker can recover it (NDCG 0 for every model). So the
+    comparison with the first stage is made on the users it retrieved (``n`` below, a
+    small sample: exact sign tests, Holm-adjusted over the models), and the end-to-end
+    NDCG@10 of the cascade over all users is the conditional mean times ``n / U``.
+    """
+    from genrec_lib.evaluation.stats import holm, paired_test
+
+    entry = record.get("sets", {}).get("retrieved", {})
+    rows = record.get("results", {}).get("retrieved", {})
+    if "first_stage_target_rank" not in entry or FIRST_STAGE not in rows:
+        return {}
+    inside = np.asarray(entry["first_stage_target_rank"]) <= top
+    first = np.asarray(rows[FIRST_STAGE]["ndcg@10"])[inside]
+    names = [n for n in rows if n != FIRST_STAGE]
+    pvals = [paired_test(np.asarray(rows[n]["ndcg@10"])[inside], first, method="sign") for n in names]
+    adjusted = dict(zip(names, holm(pvals))) if pvals else {}
+    out = {"top": top, "n_retrieved": int(inside.sum()), "n_users": int(inside.size),
+           "test": "exact two-sided sign test on the retrieved users against the first stage, Holm-adjusted over models",
+           "models": {}}
+    for name, row in rows.items():
+        ndcg = np.asarray(row["ndcg@10"])
+        item = {"ndcg@10_retrieved_users": round(float(ndcg[inside].mean()), 4),
+                "ndcg@10_end_to_end": round(float(np.where(inside, ndcg, 0.0).mean()), 4)}
+        if name != FIRST_STAGE:
+            diff = ndcg[inside] - first
+            item.update(wins=int((diff > 0).sum()), losses=int((diff < 0).sum()),
+                        p_vs_first_stage_holm=float(f"{adjusted[name]:.3g}"))
+        out["models"][name] = item
+    return out
+
+
+def merge(out: Path, parts: list[Path]) -> None:
+    """Merge records written by runs in parallel (each with its own ``--out``) into ``out``.
+
+    A row present in several records is taken from the one whose run is newest; two runs
+    must agree on the protocol (same users) and on each candidate set they share.
+    """
+    record = json.loads(out.read_text())
+    for part in parts:
+        other = json.loads(part.read_text())
+        if other["protocol"]["users"] != record["protocol"]["users"]:
+            raise ValueError(f"{part} ranks other users than {out}; merge only runs of the same protocol")
+        for kind, entry in other.get("sets", {}).items():
+            mine = record["sets"].get(kind)
+            if mine is not None and mine["candidates_checksum"] != entry["candidates_checksum"]:
+                raise ValueError(f"{part}'s {kind} candidates differ from {out}'s; rerun it on the same commit")
+            record["sets"][kind] = entry
+        record["runs"].update(other.get("runs", {}))
+        for kind, rows in other.get("results", {}).items():
+            for name, row in rows.items():
+                old = record["results"].setdefault(kind, {}).get(name)
+                if old is None or str(row.get("run")) >= str(old.get("run")):
+                    record["results"][kind][name] = row
+        if other.get("p5_selection"):
+            record["p5_selection"] = other["p5_selection"]
+    record["tests"] = paired_tests(record["results"], FIRST_STAGE)
+    record["cascade"] = cascade_tests(record)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"merged {len(parts)} record(s) into {out}")
+
+
 def main(argv=None) -> None:
     import torch
 
@@ -140,7 +211,15 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/llmrank_candidates_cache"))
     parser.add_argument("--redo", action="store_true", help="recompute rows already in the record")
+    parser.add_argument("--no-reuse", action="store_true",
+                        help="compute the uniform rows that would otherwise be copied from llmrank_finetuned")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="PART",
+                        help="add the runs, sets and rows of these records (each written by a run with its own --out) "
+                             "to --out, recompute the tests, and stop")
     args = parser.parse_args(argv)
+    if args.merge:
+        merge(args.out, args.merge)
+        return
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     split = load_split("ml-100k", "loo", args.seed)
@@ -176,9 +255,20 @@ def main(argv=None) -> None:
         task = tasks[("test", kind)]
         record["sets"][kind] = {"provenance": task.provenance, "targets": task.targets.tolist(),
                                 "candidates_checksum": int(np.asarray(task.candidates, dtype=np.int64).sum() % 1_000_003)}
+    if "retrieved" in args.sets:  # where the first stage ranked each target among the user's unseen items
+        from genrec_lib.evaluation.llmrank import _masked_scores_of
+
+        task = tasks[("test", "retrieved")]
+        full = _masked_scores_of(first_stage, split, "test", task.users)
+        seen = split.dataset.csr()[task.users]
+        rows_, cols_ = seen.nonzero()
+        target_score = full[torch.arange(len(task.users)), torch.from_numpy(task.targets)].clone()
+        full[torch.from_numpy(rows_), torch.from_numpy(cols_)] = float("-inf")  # the target is seen too: scored above
+        record["sets"]["retrieved"]["first_stage_target_rank"] = (1 + (full > target_score[:, None]).sum(1)).tolist()
 
     def save() -> None:
         record["tests"] = paired_tests(record["results"], FIRST_STAGE)
+        record["cascade"] = cascade_tests(record)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1) + "\n")
@@ -232,7 +322,7 @@ def main(argv=None) -> None:
                 put(kind, name, name, settings, reads, fit_s, scores, tasks[("test", kind)], {"score_s": cpu() - start})
             del model
             continue
-        if name in REUSE_UNIFORM and "uniform" in args.sets and not done("uniform", name):
+        if name in REUSE_UNIFORM and "uniform" in args.sets and not done("uniform", name) and not args.no_reuse:
             from genrec_lib.results import benchmark_record
 
             old = benchmark_record("llmrank_finetuned")

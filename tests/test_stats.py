@@ -54,8 +54,17 @@ def test_bad_input_is_a_clear_error(bad):
 def test_paired_inputs_must_align():
     with pytest.raises(ValueError, match="same users"):
         paired_test([0.1, 0.2], [0.1])
-    with pytest.raises(ValueError, match="t, wilcoxon"):
-        paired_test([0.1, 0.2], [0.3, 0.1], method="sign")
+    with pytest.raises(ValueError, match="t, wilcoxon, sign"):
+        paired_test([0.1, 0.2], [0.3, 0.1], method="median")
+
+
+def test_sign_test_is_exact_binomial():
+    # 9 wins, 1 loss, 2 ties: two-sided binomial p = 2 * P(X >= 9 | n=10, 1/2) = 22/1024
+    a = np.array([1.0] * 9 + [0.0] + [0.5, 0.5])
+    b = np.array([0.0] * 9 + [1.0] + [0.5, 0.5])
+    assert paired_test(a, b, method="sign") == pytest.approx(22 / 1024)
+    assert paired_test(b, a, method="sign") == pytest.approx(22 / 1024)
+    assert paired_test(a, a, method="sign") == 1.0
 
 
 # --- two independent samples, rank agreement ------------------------------------------------

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as _stats
 
-METHODS = ("t", "wilcoxon")
+METHODS = ("t", "wilcoxon", "sign")
 
 
 def _as_1d(values, name: str = "values") -> np.ndarray:
@@ -81,7 +81,9 @@ def paired_test(a, b, method: str = "t") -> float:
     """Two-sided p-value that ``a`` and ``b`` (per-user values of two models) have equal means.
 
     ``method="t"``: paired t-test; ``method="wilcoxon"``: Wilcoxon signed-rank test
-    (zero differences dropped). Identical inputs give ``p = 1``.
+    (zero differences dropped); ``method="sign"``: exact two-sided sign test (binomial with
+    p = 1/2 on the users whose difference is not zero), for small samples.
+    Identical inputs give ``p = 1``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -93,6 +95,8 @@ def paired_test(a, b, method: str = "t") -> float:
         if np.all(diff == diff[0]):  # a constant non-zero difference: no variance, certain
             return 0.0
         return float(_stats.ttest_rel(a, b).pvalue)
+    if method == "sign":
+        return float(_stats.binomtest(int((diff > 0).sum()), int((diff != 0).sum()), 0.5).pvalue)
     return float(_stats.wilcoxon(a, b, zero_method="wilcox").pvalue)
 
 
