@@ -335,3 +335,50 @@ def test_pointwise_injection_ranks_under_a_fake_scorer():
     assert texts[0] == "Heat (1995). Genres: Drama."
     with pytest.raises(ValueError, match="attacked"):
         attacks.pointwise_injection_ranks(lm, ["Alien (1979)"], texts, titles, attacked=5, payload=payload)
+
+
+def _mann_whitney_auc(pos, neg):
+    """The rank formula the library used before scikit-learn: P(pos > neg), ties counting 1/2."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return (ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+
+def _kappa_formula(a, b):
+    observed = (a == b).mean()
+    expected = a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean())
+    return (observed - expected) / (1 - expected)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auc_and_kappa_from_scikit_learn_match_the_formulas_they_replace(seed):
+    from genrec_lib.models.llm import tallrec
+    from genrec_lib.risks import hallucination as H
+
+    rng = np.random.default_rng(seed)
+    # integer scores on a small range: many ties, within and across the two groups
+    pos, neg = rng.integers(0, 6, rng.integers(1, 40)), rng.integers(0, 5, rng.integers(1, 40))
+    expected = _mann_whitney_auc(pos.astype(float), neg.astype(float))
+    assert privacy.roc_auc(pos, neg) == pytest.approx(expected, abs=1e-12)
+    labels = np.r_[np.ones(len(pos), int), np.zeros(len(neg), int)]
+    order = rng.permutation(len(labels))  # labels interleaved, as a caller passes them
+    assert tallrec.auc(labels[order], np.r_[pos, neg][order].astype(float)) == pytest.approx(expected, abs=1e-12)
+    a, b = rng.random(50) < rng.random(), rng.random(50) < rng.random()
+    if a.all() and b.all() or not (a.any() or b.any()):
+        assert np.isnan(H.agreement(a, b)[1])
+    else:
+        assert H.agreement(a, b)[1] == pytest.approx(_kappa_formula(a, b), abs=1e-12)
+
+
+def test_auc_and_kappa_reject_bad_input():
+    from genrec_lib.models.llm import tallrec
+    from genrec_lib.risks import hallucination as H
+
+    with pytest.raises(ValueError, match="at least one member"):
+        privacy.roc_auc([], [1.0])
+    with pytest.raises(ValueError, match="at least one positive"):
+        tallrec.auc([1, 1], [0.2, 0.3])
+    with pytest.raises(ValueError, match="0/1 labels"):
+        tallrec.auc([1, 2], [0.2, 0.3])
+    assert np.isnan(H.agreement([1, 1], [1, 1])[1])  # both raters constant on one label: kappa undefined

@@ -151,15 +151,18 @@ def agreement(judge, reference) -> tuple[float, float]:
 
     Cohen's kappa corrects the raw agreement for the agreement two independent raters
     with the same label rates would reach by chance: ``(p_o - p_e) / (1 - p_e)``. It is
-    ``nan`` when both raters give one and the same label to every case (``p_e = 1``).
+    ``nan`` when both raters give one and the same label to every case (``p_e = 1``);
+    otherwise scikit-learn's ``cohen_kappa_score``.
     """
     a, b = np.asarray(judge), np.asarray(reference)
     if a.shape != b.shape or a.size == 0 or a.ndim != 1:
         raise ValueError(f"judge and reference need the same non-empty 1-D shape, got {a.shape} and {b.shape}")
+    from sklearn.metrics import cohen_kappa_score
+
     a, b = a.astype(bool), b.astype(bool)
     observed = float((a == b).mean())
     expected = float(a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean()))
-    kappa = float("nan") if expected == 1 else (observed - expected) / (1 - expected)
+    kappa = float("nan") if expected == 1 else cohen_kappa_score(a, b, labels=[False, True])
     return observed, float(kappa)
 
 

@@ -24,7 +24,6 @@ from dataclasses import replace
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.stats import rankdata
 
 from genrec_lib.data import Split
 from genrec_lib.evaluation.stats import two_sample_bootstrap_ci
@@ -68,12 +67,17 @@ def profile_log_likelihood(model, profiles: sp.csr_matrix, users: np.ndarray, ba
 
 
 def roc_auc(member_scores, non_member_scores) -> float:
-    """P(score of a random member > score of a random non-member), ties counting 1/2 (Mann-Whitney)."""
-    a, b = np.asarray(member_scores, float), np.asarray(non_member_scores, float)
+    """P(score of a random member > score of a random non-member), ties counting 1/2 (Mann-Whitney).
+
+    Computed by scikit-learn's ``roc_auc_score`` with members as the positive class.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    a, b = np.asarray(member_scores, float).ravel(), np.asarray(non_member_scores, float).ravel()
     if len(a) == 0 or len(b) == 0:
         raise ValueError("roc_auc needs at least one member and one non-member score")
-    ranks = rankdata(np.concatenate([a, b]))
-    return float((ranks[: len(a)].sum() - len(a) * (len(a) + 1) / 2) / (len(a) * len(b)))
+    labels = np.concatenate([np.ones(len(a)), np.zeros(len(b))])
+    return float(roc_auc_score(labels, np.concatenate([a, b])))
 
 
 def attack_auc(member_scores, non_member_scores, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:

@@ -176,15 +176,18 @@ def score_examples(lm, examples: list[Example], progress: bool = False) -> np.nd
 
 
 def auc(labels, scores) -> float:
-    """Area under the ROC curve: the probability that a random liked pair outscores a disliked one (ties count half)."""
-    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    if len(pos) == 0 or len(neg) == 0:
-        raise ValueError("AUC needs at least one positive and one negative label")
-    from scipy.stats import rankdata
+    """Area under the ROC curve: the probability that a random liked pair outscores a disliked one (ties count half).
 
-    ranks = rankdata(np.concatenate([pos, neg]))
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    Labels are 1 (liked) and 0 (disliked); computed by scikit-learn's ``roc_auc_score``.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+    if labels.shape != scores.shape or not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"AUC needs 0/1 labels with one score each, got labels {labels.shape} and scores {scores.shape}")
+    if (labels == 1).sum() == 0 or (labels == 0).sum() == 0:
+        raise ValueError("AUC needs at least one positive and one negative label")
+    return float(roc_auc_score(labels, scores))
 
 
 # --- the recommender: TALLRec tuned for the llmrank candidate protocol --------------------
