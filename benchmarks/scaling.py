@@ -32,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the library of this checkout, also in the per-run child processes
+
 #: name -> (interactions, users, items): MovieLens's shapes.
 SIZES = {"0.1M": (100_000, 943, 1_682), "1M": (1_000_209, 6_040, 3_706),
          "10M": (10_000_054, 69_878, 10_677), "20M": (20_000_263, 138_493, 26_744)}
@@ -41,12 +44,13 @@ RECORD = Path(__file__).resolve().parent.parent / "genrec_lib" / "records" / "sc
 PLOT = Path(__file__).resolve().parent / "scaling.png"
 
 
-def synthetic(n_interactions: int, n_users: int, n_items: int, seed: int = 0):
-    """MovieLens-like Interactions: log-normal activity (>= 5 each), Zipf popularity, no repeated pairs."""
-    import pandas as pd
+def _pair_keys(n_interactions: int, n_users: int, n_items: int, seed: int) -> tuple[np.ndarray, np.random.Generator]:
+    """Sorted unique ``user * n_items + item`` keys: log-normal activity (>= 5 each), Zipf popularity.
 
-    from genrec_lib.data import Interactions
-
+    Each round draws every user's shortfall again and keeps the pairs not seen before;
+    the new pairs are merged into the sorted keys with one ``searchsorted`` + ``insert``
+    (linear in the keys), not a fresh ``union1d`` over all of them each round.
+    """
     rng = np.random.default_rng(seed)
     activity = rng.lognormal(0.0, 1.0, n_users)
     counts = 5 + np.floor(activity / activity.sum() * (n_interactions - 5 * n_users)).astype(np.int64)
@@ -55,21 +59,53 @@ def synthetic(n_interactions: int, n_users: int, n_items: int, seed: int = 0):
     popularity = popularity[rng.permutation(n_items)]  # popular ids are not the low ids
     popularity /= popularity.sum()
     keys = np.zeros(0, dtype=np.int64)
+    have = np.zeros(n_users, dtype=np.int64)
     for _ in range(20):  # draw, drop repeated pairs, draw each user's shortfall again
-        short = counts - np.bincount(keys // n_items, minlength=n_users)
+        short = counts - have
         if short.sum() == 0:
             break
         users = np.repeat(np.arange(n_users), short)
-        keys = np.union1d(keys, users * n_items + rng.choice(n_items, size=len(users), p=popularity))
-    users, items = keys // n_items, keys % n_items
-    frame = pd.DataFrame({"user_id": users + 1, "item_id": items + 1, "rating": 4,
-                          "timestamp": 1_000_000_000 + rng.permutation(len(users))})
+        new = np.unique(users * n_items + rng.choice(n_items, size=len(users), p=popularity))
+        at = np.searchsorted(keys, new)
+        seen = at < len(keys)
+        seen[seen] = keys[at[seen]] == new[seen]
+        new, at = new[~seen], at[~seen]
+        keys = np.insert(keys, at, new)
+        have += np.bincount(new // n_items, minlength=n_users)
+    return keys, rng
+
+
+def synthetic(n_interactions: int, n_users: int, n_items: int, seed: int = 0, cache: Path | None = None):
+    """MovieLens-like Interactions: log-normal activity (>= 5 each), Zipf popularity, no repeated pairs.
+
+    With ``cache`` (a folder), the drawn pairs and timestamps are saved there as ``.npz`` on
+    the first call and read back on later ones (every model of a size sees the same data).
+    """
+    import pandas as pd
+
+    from genrec_lib.data import Interactions
+
+    file = None if cache is None else Path(cache) / f"synthetic-{n_interactions}-{n_users}-{n_items}-{seed}.npz"
+    if file is not None and file.is_file():
+        stored = np.load(file)
+        users, items, stamps = stored["users"], stored["items"], stored["timestamps"]
+    else:
+        keys, rng = _pair_keys(n_interactions, n_users, n_items, seed)
+        users, items = keys // n_items, keys % n_items
+        stamps = 1_000_000_000 + rng.permutation(len(users))
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            partial = file.with_suffix(f".{os.getpid()}.npz")
+            np.savez(partial, users=users, items=items, timestamps=stamps)
+            os.replace(partial, file)
+    frame = pd.DataFrame({"user_id": users + 1, "item_id": items + 1, "rating": 4, "timestamp": stamps})
     item_side = pd.DataFrame({"title": "", "year": 2000, "genres": [[]] * n_items}, index=np.arange(1, n_items + 1))
     user_side = pd.DataFrame(index=np.arange(1, n_users + 1))
     return Interactions.from_frame(frame, item_side, user_side, f"synthetic-{n_interactions}")
 
 
-def run_one(size: str, model_name: str, batches: int, eval_users: int) -> dict:
+def run_one(size: str, model_name: str, batches: int, eval_users: int, cache: Path | None = None,
+            device: str = "cpu") -> dict:
     """Fit and evaluate one model on one size in this process; returns its record."""
     import torch
 
@@ -80,28 +116,34 @@ def run_one(size: str, model_name: str, batches: int, eval_users: int) -> dict:
     torch.set_num_threads(1)
     imports_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Python, torch and the library
     start = time.perf_counter()
-    split = make_split(synthetic(*SIZES[size]), "random", seed=0)
+    split = make_split(synthetic(*SIZES[size], cache=cache), "random", seed=0)
     record = {"size": size, "model": model_name, "interactions": len(split.dataset), "users": split.n_users,
               "items": split.n_items, "data_seconds": time.perf_counter() - start, "rss_after_imports_mb": imports_mb}
     model = get_model(model_name)
     if hasattr(model, "_device"):
-        model._device = torch.device("cpu")
+        model._device = torch.device(device)
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     start, cpu = time.perf_counter(), time.process_time()
     if hasattr(model, "build"):
+        from accelerate.utils import send_to_device
+
         model.build(split)
+        model.to(device)
         optimizer = model.configure_optimizer()
         model.train()
         generator = torch.Generator().manual_seed(0)
         iterator = iter(model.training_batches(split, generator))
         timed, per_epoch = 0, None
         for batch in iterator:
-            loss = model.training_loss(batch)
+            loss = model.training_loss(send_to_device(batch, device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             timed += 1
             if timed == batches:
                 break
+        sync()
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
         per_epoch = timed + sum(1 for _ in iterator)  # the rest of the epoch's batches, drawn but not trained
         model.eval()
@@ -110,16 +152,20 @@ def run_one(size: str, model_name: str, batches: int, eval_users: int) -> dict:
                       timed_batches=timed, batches_per_epoch=per_epoch, fit_unit="one epoch")
     else:
         model.fit(split)
+        sync()
         record.update(fit_seconds=time.perf_counter() - start, fit_cpu_seconds=time.process_time() - cpu,
                       fit_extrapolated=False, fit_unit="full fit")
     users = np.unique(split.test.user)
     sample = np.random.default_rng(0).choice(users, min(eval_users, len(users)), replace=False)
     start, cpu = time.perf_counter(), time.process_time()
     result = evaluate(model, split, "test", ks=(10,), metrics=("ndcg",), users=np.sort(sample))
+    sync()
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     record.update(eval_seconds=seconds * len(users) / len(sample), eval_cpu_seconds=cpu_seconds * len(users) / len(sample), eval_extrapolated=len(sample) < len(users),
                   eval_users=len(sample), test_ndcg10_sample=result["ndcg@10"],
-                  peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                  peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, device=device)
+    if cuda:
+        record["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return record
 
 
@@ -128,7 +174,8 @@ def environment() -> dict:
 
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
             "machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
-            "threads": 1, "platform": platform.platform()}
+            "threads": 1, "platform": platform.platform(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def plot(records: list[dict], path: Path) -> dict:
@@ -159,36 +206,75 @@ def plot(records: list[dict], path: Path) -> dict:
     return slopes
 
 
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a running process (Linux ``/proc``), 0 where it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_child(command: list[str], env: dict, timeout: int, limit_mb: float) -> tuple[dict | None, str | None]:
+    """Run one (size, model) process; kill it past ``timeout`` seconds or ``limit_mb`` resident memory."""
+    started = time.perf_counter()
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+        peak = 0.0
+        while child.poll() is None:
+            peak = max(peak, _rss_mb(child.pid))
+            if peak > limit_mb or time.perf_counter() - started > timeout:
+                child.kill()
+                child.wait()
+                reason = (f"killed at {peak:.0f} MB resident, over the {limit_mb:.0f} MB limit" if peak > limit_mb
+                          else f"over {timeout} s")
+                return None, reason + f" ({time.perf_counter() - started:.0f} s)"
+            time.sleep(0.2)
+        out, err = child.communicate()
+    if child.returncode != 0:
+        lines = err.strip().splitlines() or ["no output"]
+        return None, lines[-1][:300]
+    return json.loads(out.strip().splitlines()[-1]), None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["0.1M", "1M"], choices=list(SIZES))
-    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--batches", type=int, default=30, help="training batches timed per trained model")
     parser.add_argument("--eval-users", type=int, default=2048)
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per (size, model) run")
+    parser.add_argument("--memory-limit-gb", type=float, default=8.0,
+                        help="kill a (size, model) run whose resident memory passes this (recorded as its error)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda times are synchronised)")
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "genrec-scaling",
+                        help="folder for the synthetic datasets (.npz), drawn once per size")
+    parser.add_argument("--record", type=Path, default=RECORD, help="JSON record (runs are merged into it)")
+    parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(args.one[0], args.one[1], args.batches, args.eval_users)))
+        print(json.dumps(run_one(args.one[0], args.one[1], args.batches, args.eval_users, args.cache, args.device)))
         return 0
-    out = RECORD
+    out = args.record
     saved = json.loads(out.read_text()) if out.is_file() else {"environment": environment(), "runs": []}
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     for size in args.sizes:
         for model in args.models:
             command = [sys.executable, __file__, "--one", size, model, "--batches", str(args.batches),
-                       "--eval-users", str(args.eval_users)]
-            try:
-                done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
-                record = (json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0
-                          else {"size": size, "model": model, "error": done.stderr.strip().splitlines()[-1][:300]})
-            except subprocess.TimeoutExpired:
-                record = {"size": size, "model": model, "error": f"over {args.timeout} s"}
-            saved["runs"] = [r for r in saved["runs"] if (r["size"], r["model"]) != (size, model)] + [record]
+                       "--eval-users", str(args.eval_users), "--cache", str(args.cache), "--device", args.device]
+            record, error = run_child(command, env, args.timeout, args.memory_limit_gb * 1024)
+            if error is not None:
+                record = {"size": size, "model": model, "device": args.device, "error": error}
+            saved["runs"] = [r for r in saved["runs"] if (r["size"], r["model"], r.get("device", "cpu"))
+                             != (size, model, args.device)] + [record]
             saved["environment"] = environment()
+            out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(saved, indent=1))
             print(json.dumps(record), flush=True)
-    saved["slopes"] = plot([r for r in saved["runs"] if "error" not in r], PLOT)
+    saved["slopes"] = plot([r for r in saved["runs"] if "error" not in r and r.get("device", "cpu") == args.device],
+                           args.plot)
     out.write_text(json.dumps(saved, indent=1))
     return 0
 

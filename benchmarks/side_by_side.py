@@ -156,9 +156,13 @@ def run_genrec(name: str, protocol: str, seed: int, truth: Truth, device: str = 
     split = load_split("ml-100k", protocol, seed)
     _warm_up()
     seed_everything(seed)
-    model = MODELS[name]()
+    from genrec_lib.models.base import TrainableRecommender
+
+    trainable = issubclass(MODELS[name], TrainableRecommender)
+    # the trained models take the device at fit; the closed-form ones (EASE, ItemKNN) at construction; Pop has none
+    model = MODELS[name]() if trainable or name == "pop" else MODELS[name](device=device)
     start = time.perf_counter()
-    model.fit(split, device=device)
+    model.fit(split, device=device) if trainable else model.fit(split)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
     own = evaluate(model, split, "test", ks=(10,))
