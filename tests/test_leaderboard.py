@@ -1,5 +1,6 @@
 """The leaderboard: registry-driven, reuses recorded entries, trains only what is missing."""
 
+import functools
 import json
 import subprocess
 import sys
@@ -161,3 +162,36 @@ def test_settings_asked_for_must_match_the_recorded_ones(tmp_path, monkeypatch):
 def test_code_hash_tells_models_apart_and_is_stable():
     assert lb.code_hash(MODELS["pop"]) == lb.code_hash(MODELS["pop"]) != lb.code_hash(MODELS["ease"])
     assert lb.provenance(MODELS["ease"], {"shape": (2, 3)})["overrides"] == {"shape": [2, 3]}  # as JSON reads it back
+
+
+def test_shipped_entries_fill_the_board_labelled_and_checked_for_staleness(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENREC_RESULTS", str(tmp_path / "shipping"))
+    made, = lb.collect("random", ["pop"], train=True, log=None)
+    record = {"runs": {"r": {"commit": "abc1234", "date": "d", "machine": "m", "how": "h"}},
+              "entries": [{**made, "source": "02_protocols_metrics_baselines", "run": "r"},
+                          {**made, "model": "itemknn", "run": "r",
+                           "provenance": {**lb.provenance(MODELS["itemknn"]), "code": "0" * 16}}]}
+    path = tmp_path / "leaderboard_entries.json"
+    path.write_text(json.dumps(record))
+    monkeypatch.setattr(lb, "shipped_entries", functools.partial(lb.shipped_entries, path=path))
+    monkeypatch.setenv("GENREC_RESULTS", str(tmp_path / "run"))  # this run: nothing recorded
+    logged = []
+    pop, knn = lb.collect("random", ["pop", "itemknn"], train=False, shipped=True, log=logged.append)
+    assert pop["source"] == "shipped: 02_protocols_metrics_baselines @ abc1234" and pop["metrics"] == made["metrics"]
+    assert pop["shipped"]["run"]["commit"] == "abc1234"
+    assert knn["source"] == "missing" and "stale" in knn["why"] and "itemknn" in logged[0]
+    assert not lb.load_entry("random", 2020, "pop"), "a shipped entry must not be written among this run's entries"
+    # Without shipped=True, or when this run has its own entry, the shipped one is not used.
+    assert lb.collect("random", ["pop"], train=False, log=None)[0]["source"] == "missing"
+    own, = lb.collect("random", ["pop"], train=True, shipped=True, log=None)
+    assert own["source"] == "leaderboard"
+
+
+def test_the_shipped_record_names_a_run_for_every_entry():
+    entries = lb.shipped_entries()
+    assert entries, "genrec_lib/records/leaderboard_entries.json is missing: run scripts/ship_leaderboard_entries.py"
+    for (protocol, seed, model), entry in entries.items():
+        run = entry["shipped"]["run"]
+        assert run["commit"] and run["how"] and entry["source"].startswith("shipped: ")
+        assert entry["per_user"]["ndcg@10"] and len(entry["users"]) == len(entry["per_user"]["ndcg@10"])
+        assert entry["provenance"]["code"] and protocol in lb.BOARD_PROTOCOLS

@@ -23,6 +23,13 @@ run now and the settings asked for; a stale entry is retrained, or refused with 
 when the model may not be trained here. An entry also keeps the validation NDCG@10, so a
 reference model can be chosen without looking at test.
 
+Entries can also *ship* with the library (package data, ``genrec_lib/records/leaderboard_entries.json``,
+written by the repository's ``scripts/ship_leaderboard_entries.py`` from a recorded run of the
+chapters): ``collect(..., shipped=True)`` falls back on them for a model that has no current
+entry of this run and is not trained here. A shipped entry passes the same stale check, keeps
+the commit and settings that produced it, is labelled ``shipped: <who trained it> @ <commit>``
+in its ``source``, and is never written among this run's entries.
+
 Used by chapter 16 and ``genrec leaderboard``.
 """
 
@@ -238,6 +245,35 @@ def load_entry(protocol: str, seed: int, model: str, dataset: str = "ml-100k") -
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+SHIPPED_RECORD = "leaderboard_entries"
+"""The shipped entries' record, ``genrec_lib/records/leaderboard_entries.json``."""
+
+
+def shipped_entries(dataset: str = "ml-100k", path: str | Path | None = None) -> dict[tuple[str, int, str], dict]:
+    """The entries that ship with the library for ``dataset``, keyed ``(protocol, seed, model)``.
+
+    Each is returned as recorded, with ``shipped`` (the run that produced it: commit, date,
+    machine) added and ``source`` relabelled ``"shipped: <who trained it> @ <commit>"``.
+    Empty when the record is absent.
+    """
+    from genrec_lib.results import RECORDS
+
+    file = Path(path) if path is not None else RECORDS / f"{SHIPPED_RECORD}.json"
+    if not file.is_file():
+        return {}
+    data = json.loads(file.read_text())
+    out = {}
+    for entry in data["entries"]:
+        if entry.get("dataset") != dataset:
+            continue
+        run = data["runs"][entry["run"]]
+        entry = {k: v for k, v in entry.items() if k != "run"}
+        entry["shipped"] = {"run": run, "trained_by": entry["source"]}
+        entry["source"] = f"shipped: {entry['source']} @ {run['commit']}"
+        out[(entry["protocol"], int(entry["seed"]), entry["model"])] = entry
+    return out
+
+
 def fit_and_evaluate(name: str, split: Split, *, overrides: dict | None = None, source: str = "leaderboard",
                      text_embeddings=None, protocol: str | None = None) -> tuple[dict, object]:
     """Train a registered model with its defaults (plus ``overrides``) and evaluate it into an entry.
@@ -264,7 +300,7 @@ def fit_and_evaluate(name: str, split: Split, *, overrides: dict | None = None, 
 
 def collect(protocol: str, models: list[str] | None = None, seeds=(2020,), *, train: list[str] | bool = True,
             overrides: dict[str, dict] | None = None, reuse: bool = True, dataset: str = "ml-100k",
-            text_embeddings=None, log: Callable[[str], None] | None = print) -> list[dict]:
+            text_embeddings=None, shipped: bool = False, log: Callable[[str], None] | None = print) -> list[dict]:
     """Entries for ``models`` (default: every registered model supporting ``protocol``) and ``seeds``.
 
     A recorded entry is reused (``reuse=True``) when it is current (:func:`stale_reason`): same
@@ -272,7 +308,10 @@ def collect(protocol: str, models: list[str] | None = None, seeds=(2020,), *, tr
     missing or stale one is trained when the model is in ``train`` (``True``: every model,
     ``False``: none) and saved; a stale one that may not be trained raises
     :class:`StaleEntryError` with one line. A model neither recorded nor trained gives an
-    entry with ``source="missing"`` and no metrics.
+    entry with ``source="missing"`` and no metrics, unless ``shipped=True`` and the library ships a
+    current entry for it (:func:`shipped_entries`): that one is used as it is, labelled
+    ``shipped: ...`` in its ``source``. A stale shipped entry is not used: the model is
+    ``missing`` and the entry's ``why`` says what changed.
 
     Args:
         overrides: per-model hyper-parameters, e.g. ``{"bpr": {"epochs": 20}}``: used to train,
@@ -290,6 +329,7 @@ def collect(protocol: str, models: list[str] | None = None, seeds=(2020,), *, tr
                          f"choose from: {', '.join(available)}")
     overrides = overrides or {}
     entries, splits = [], {}
+    ready = shipped_entries(dataset) if shipped else {}
     for seed in seeds:
         for name in models:
             entry = load_entry(protocol, seed, name, dataset) if reuse else None
@@ -312,8 +352,20 @@ def collect(protocol: str, models: list[str] | None = None, seeds=(2020,), *, tr
                 entry, _ = fit_and_evaluate(name, splits[seed], overrides=overrides.get(name),
                                             text_embeddings=text_embeddings, protocol=protocol)
                 save_entry(entry)
+            why = None
+            if entry is None and (protocol, int(seed), name) in ready:
+                candidate = ready[(protocol, int(seed), name)]
+                why = stale_reason(candidate, overrides.get(name))
+                if why is None:
+                    entry = candidate
+                else:
+                    why = f"its shipped entry ({candidate['source']}) is stale: {why}"
+                    if log:
+                        log(f"{name} on {protocol} (seed {seed}): {why}")
             if entry is None:
                 entry = {"model": name, "dataset": dataset, "protocol": protocol, "seed": int(seed), "source": "missing"}
+                if why:
+                    entry["why"] = why
             entries.append(entry)
     return entries
 
