@@ -94,8 +94,17 @@ def scores_in_chunks(model, task, cache: Path, tag: str, chunk: int = 25) -> np.
     return np.concatenate(parts)
 
 
+def _common(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """Two rows' per-user values on the users both have (a row run with ``--first n`` holds the first n)."""
+    n = min(len(a), len(b))
+    return np.asarray(a[:n], dtype=float), np.asarray(b[:n], dtype=float)
+
+
 def paired_tests(results: dict, reference_first: str) -> dict:
-    """Per model: lift over Pop and over the first stage, with Holm-adjusted paired t-tests (one family per set)."""
+    """Per model: lift over Pop and over the first stage, with Holm-adjusted paired t-tests (one family per set).
+
+    A row with fewer users (``--first n``) is compared on those users only, and its lift is
+    the mean difference on them (``n`` is recorded beside it)."""
     from genrec_lib.evaluation.stats import holm, paired_test
 
     out = {}
@@ -107,15 +116,16 @@ def paired_tests(results: dict, reference_first: str) -> dict:
             for ref in ("pop", reference_first):
                 if name != ref and ref in rows:
                     names.append((name, ref))
-                    pvals.append(paired_test(row["ndcg@10"], rows[ref]["ndcg@10"]))
+                    pvals.append(paired_test(*_common(row["ndcg@10"], rows[ref]["ndcg@10"])))
         adjusted = dict(zip(names, holm(pvals))) if pvals else {}
         out[kind] = {}
         for name, row in rows.items():
             entry = {}
             for ref, label in (("pop", "pop"), (reference_first, "first_stage")):
                 if ref in rows and name != ref:
-                    lift = float(np.mean(row["ndcg@10"]) - np.mean(rows[ref]["ndcg@10"]))
-                    entry[f"lift_over_{label}"] = round(lift, 4)
+                    a, b = _common(row["ndcg@10"], rows[ref]["ndcg@10"])
+                    entry[f"lift_over_{label}"] = round(float(np.mean(a - b)), 4)
+                    entry[f"n_{label}"] = int(len(a))
                     entry[f"p_vs_{label}_holm"] = float(f"{adjusted[(name, ref)]:.3g}")
             if "lift_over_first_stage" in entry:
                 entry["beats_first_stage"] = bool(entry["lift_over_first_stage"] > 0 and entry["p_vs_first_stage_holm"] < 0.05)
@@ -147,17 +157,25 @@ def cascade_tests(record: dict, top: int = 20) -> dict:
     inside = np.asarray(entry["first_stage_target_rank"]) <= top
     first = np.asarray(rows[FIRST_STAGE]["ndcg@10"])[inside]
     names = [n for n in rows if n != FIRST_STAGE]
-    pvals = [paired_test(np.asarray(rows[n]["ndcg@10"])[inside], first, method="sign") for n in names]
+    def on_inside(values):  # a row run with --first n: its first n users
+        values = np.asarray(values, dtype=float)
+        keep = inside[: len(values)]
+        return values[keep], first[: int(keep.sum())]
+
+    pvals = [paired_test(*on_inside(rows[n]["ndcg@10"]), method="sign") for n in names]
     adjusted = dict(zip(names, holm(pvals))) if pvals else {}
     out = {"top": top, "n_retrieved": int(inside.sum()), "n_users": int(inside.size),
            "test": "exact two-sided sign test on the retrieved users against the first stage, Holm-adjusted over models",
            "models": {}}
     for name, row in rows.items():
         ndcg = np.asarray(row["ndcg@10"])
-        item = {"ndcg@10_retrieved_users": round(float(ndcg[inside].mean()), 4),
-                "ndcg@10_end_to_end": round(float(np.where(inside, ndcg, 0.0).mean()), 4)}
+        keep = inside[: len(ndcg)]
+        item = {"n_users": int(len(ndcg)), "n_retrieved": int(keep.sum()),
+                "ndcg@10_retrieved_users": round(float(ndcg[keep].mean()), 4),
+                "ndcg@10_end_to_end": round(float(np.where(keep, ndcg, 0.0).mean()), 4)}
         if name != FIRST_STAGE:
-            diff = ndcg[inside] - first
+            mine, theirs = on_inside(ndcg)
+            diff = mine - theirs
             item.update(wins=int((diff > 0).sum()), losses=int((diff < 0).sum()),
                         p_vs_first_stage_holm=float(f"{adjusted[name]:.3g}"))
         out["models"][name] = item
@@ -179,7 +197,7 @@ def merge(out: Path, parts: list[Path]) -> None:
             mine = record["sets"].get(kind)
             if mine is not None and mine["candidates_checksum"] != entry["candidates_checksum"]:
                 raise ValueError(f"{part}'s {kind} candidates differ from {out}'s; rerun it on the same commit")
-            record["sets"][kind] = entry
+            record["sets"][kind] = {**(mine or {}), **entry}  # a part from an older run may lack newer fields
         record["runs"].update(other.get("runs", {}))
         for kind, rows in other.get("results", {}).items():
             for name, row in rows.items():
@@ -211,6 +229,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/llmrank_candidates_cache"))
     parser.add_argument("--redo", action="store_true", help="recompute rows already in the record")
+    parser.add_argument("--first", type=int, default=None, metavar="N",
+                        help="score only the first N of the 200 test users (ascending user id, a seeded random "
+                             "sample like the 200) for the models named here: for the costliest rankers")
     parser.add_argument("--no-reuse", action="store_true",
                         help="compute the uniform rows that would otherwise be copied from llmrank_finetuned")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="PART",
@@ -277,7 +298,10 @@ def main(argv=None) -> None:
     def put(kind: str, key: str, name: str, overrides: dict, reads: str, fit_s: float, scores, task, extra=None):
         result = candidate_metrics(scores, task)
         record["results"].setdefault(kind, {})[key] = {
-            "model": name, "overrides": overrides, "history": reads, "run": stamp, "fit_cpu_seconds": round(fit_s, 1),
+            "model": name, "overrides": overrides, "history": reads, "run": stamp, "n_users": int(len(task.users)),
+            **({"users_subset": f"the first {len(task.users)} of the protocol's users (ascending id)"}
+               if len(task.users) < len(task0.users) else {}),
+            "fit_cpu_seconds": round(fit_s, 1),
             "score_cpu_seconds": round(extra.get("score_s", 0.0), 1) if extra else 0.0,
             "metrics": {k: round(float(v), 4) for k, v in result.metrics.items() if k != "rank"},
             "ndcg@10": [round(float(v), 6) for v in result.per_user["ndcg@10"]],
@@ -358,6 +382,8 @@ def main(argv=None) -> None:
             fit_s = cpu() - start
         for kind in todo:
             task = tasks[("test", kind)]
+            if args.first is not None:
+                task = task.subset(np.arange(min(args.first, len(task.users))))
             start = cpu()
             if name == "llm-calibrated" and all(os.path.exists(args.cache / f"test-{kind}-llm-zeroshot__{f:04d}.npy")
                                                 for f in range(0, len(task.users), 25)):
