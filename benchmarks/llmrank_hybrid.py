@@ -56,6 +56,32 @@ def tests_against(record: dict, baselines: dict) -> dict:
     return out
 
 
+def first_stage_ranks(first_stage, split, task) -> list[int]:
+    """Rank of each target among the user's unseen items under the first stage (1 = top), as llmrank_candidates records it."""
+    import torch
+
+    from genrec_lib.evaluation.llmrank import _masked_scores_of
+
+    full = _masked_scores_of(first_stage, split, "test", task.users)
+    rows, cols = split.dataset.csr()[task.users].nonzero()
+    target = full[torch.arange(len(task.users)), torch.from_numpy(task.targets)].clone()
+    full[torch.from_numpy(rows), torch.from_numpy(cols)] = float("-inf")  # seen items (the target too) drop out
+    return (1 + (full > target[:, None]).sum(1)).tolist()
+
+
+def cascade(record: dict, baselines: dict) -> dict:
+    """The retrieved set read as a cascade (``llmrank_candidates.cascade_tests``) with this record's rows and BPR's."""
+    from llmrank_candidates import FIRST_STAGE, cascade_tests
+
+    rows = {k: v for k, v in record["results"].get("retrieved", {}).items() if k.startswith("llm-llara")}
+    first = baselines.get("retrieved", {}).get(f"{FIRST_STAGE} (candidates record)")
+    ranks = record["protocol"].get("first_stage_target_rank")
+    if not rows or first is None or ranks is None:
+        return {}
+    return cascade_tests({"sets": {"retrieved": {"first_stage_target_rank": ranks}},
+                          "results": {"retrieved": {FIRST_STAGE: first, **rows}}})
+
+
 def main(argv=None) -> None:
     import torch
 
@@ -68,7 +94,8 @@ def main(argv=None) -> None:
     from genrec_lib.training import seed_everything
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--modes", nargs="+", default=["hybrid"], choices=["hybrid", "titles", "frozen"])
+    parser.add_argument("--modes", nargs="*", default=["hybrid"], choices=["hybrid", "titles", "frozen"],
+                        help="LLaRA variants to train; none: only the protocol, Pop and the cascade view")
     parser.add_argument("--examples", type=int, default=200, help="training sequences (users)")
     parser.add_argument("--history", type=int, default=20)
     parser.add_argument("--seed", type=int, default=2020)
@@ -114,10 +141,12 @@ def main(argv=None) -> None:
                           "targets": {k: t.targets.tolist() for k, t in tasks.items()},
                           "baselines": "per-user NDCG@10 of llm-p5, sasrec, bpr and pop from the llmrank_candidates "
                                        "record (same users and order), plus this run's own SASRec and Pop",
-                          "tests": "paired t-tests over the users on per-user NDCG@10, Holm-adjusted within each set"}
+                          "tests": "paired t-tests over the users on per-user NDCG@10, Holm-adjusted within each set",
+                          "first_stage_target_rank": first_stage_ranks(bpr, split, tasks["retrieved"])}
 
     def save() -> None:
         record["tests"] = tests_against(record, baselines)
+        record["cascade"] = cascade(record, baselines)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1) + "\n")
@@ -135,6 +164,9 @@ def main(argv=None) -> None:
     pop = get_model("pop").fit(split)
     for kind, task in tasks.items():
         put(kind, "pop", {}, 0.0, 0.0, candidate_scores(pop, task).numpy())
+    if not args.modes:
+        save()
+        return
     seed_everything(args.seed)
     start = cpu()
     sasrec = SASRec(max_seq_len=args.history, seed=args.seed).fit(split)

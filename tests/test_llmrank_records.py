@@ -88,3 +88,59 @@ def test_candidates_record_is_consistent(candidates):
     finetuned = benchmark_record("llmrank_finetuned")
     assert finetuned["models"]["pop"]["users"] == users
     assert np.allclose(finetuned["models"]["pop"]["ndcg@10"], candidates["results"]["uniform"]["pop"]["ndcg@10"])
+
+
+# llmrank_hybrid (LLaRA on the same 200 users, page 12c): floors at what the page compares with (Pop; chance on the
+# retrieved set, where the first stage's own order sits below it), ceilings near SASRec's best credible values.
+HYBRID = {
+    "uniform": {"pop": (0.50, 0.56), "sasrec": (0.60, 0.82), "llm-llara (hybrid)": (0.53, 0.80),
+                "llm-llara (titles)": (0.40, 0.80), "llm-llara (frozen)": (0.40, 0.80)},
+    "popularity": {"pop": (0.22, 0.30), "sasrec": (0.40, 0.70), "llm-llara (hybrid)": (0.25, 0.65),
+                   "llm-llara (titles)": (0.15, 0.65), "llm-llara (frozen)": (0.15, 0.65)},
+    "retrieved": {"pop": (0.05, 0.25), "sasrec": (0.10, 0.45), "llm-llara (hybrid)": (0.05, 0.40),
+                  "llm-llara (titles)": (0.03, 0.40), "llm-llara (frozen)": (0.03, 0.40)},
+}
+
+
+@pytest.fixture(scope="module")
+def hybrid():
+    return benchmark_record("llmrank_hybrid")
+
+
+def test_hybrid_record_in_band(hybrid):
+    for kind, rows in hybrid["results"].items():
+        for name, row in rows.items():
+            low, high = HYBRID[kind][name]
+            value = float(np.mean(row["ndcg@10"]))
+            assert low <= value <= high, f"llmrank_hybrid {kind}/{name}: NDCG@10 {value:.3f} outside ({low}, {high})"
+    assert "llm-llara (hybrid)" in hybrid["results"]["uniform"]
+
+
+def test_hybrid_record_is_consistent(hybrid, candidates):
+    # same users and targets as the candidate-set record, Pop identical user by user, one rank per user for the cascade
+    assert hybrid["protocol"]["users"] == candidates["protocol"]["users"]
+    for kind, rows in hybrid["results"].items():
+        assert hybrid["protocol"]["targets"][kind] == candidates["sets"][kind]["targets"], kind
+        assert np.allclose(rows["pop"]["ndcg@10"], candidates["results"][kind]["pop"]["ndcg@10"]), kind
+        for name, row in rows.items():
+            assert abs(np.mean(row["ndcg@10"]) - row["metrics"]["ndcg@10"]) < 1e-3, (kind, name)
+    ranks = np.asarray(hybrid["protocol"]["first_stage_target_rank"])
+    assert len(ranks) == 200 and ranks.min() >= 1
+    # where the first stage ranked the target in its top 20, its own NDCG@10 on the retrieved set is that rank's
+    bpr = np.asarray(candidates["results"]["retrieved"]["bpr"]["ndcg@10"])
+    top10 = ranks <= 10
+    assert np.allclose(bpr[top10], 1 / np.log2(ranks[top10] + 1), atol=1e-5)
+    assert np.all(bpr[ranks > 10] == 0)
+
+
+def test_size_record(hybrid):
+    size = benchmark_record("llmrank_size")
+    smol, gemma = size["models"]["smollm2-135m"], size["models"]["gemma3-270m"]
+    assert size["protocol"]["users"] == hybrid["protocol"]["users"]
+    # page 12c: twice the parameters, pretrained (not instruction-tuned), slower per token
+    assert gemma["parameters"] >= 1.9 * smol["parameters"] and gemma["instruction_tuned"] is False
+    assert not gemma["gguf"]["has_chat_template"] and smol["gguf"]["has_chat_template"]
+    if "speed" in gemma:
+        assert 0 < gemma["speed"]["forward_tokens_per_cpu_second"] < smol["speed"]["forward_tokens_per_cpu_second"]
+    if "ndcg@10" in gemma:
+        assert CHANCE <= np.mean(gemma["ndcg@10"]) <= 0.80

@@ -180,6 +180,15 @@ BANDS = {
         "id.cold.hit@50": (0.0, 0.02), "smollm2_frozen.cold.hit@50": (0.06, 0.30),
         "minilm_frozen.cold.hit@50": (0.06, 0.30), "smollm2_frozen.cold.ndcg@10": (0.003, 0.06),
     },
+    # LLaRA. The records tie to the page's own Pop (1 = identical user by user). Small run (an illustration on
+    # 40 users; Pop is deterministic there, .417): the hybrid's bias starts at log popularity, so it sits at
+    # or above chance (.227); a leak would reach ~1. The 200-user hybrid (record, .621) must clear Pop (.528)
+    # and stay below a leak; the page says it beats P5 with item tokens (Holm p < .05).
+    "12c_collaborative_llm": {
+        "records_tie": (1, 1), "small.pop.ndcg@10": (0.41, 0.43), "small.hybrid.ndcg@10": (0.227, 0.90),
+        "hybrid.uniform.ndcg@10": (0.53, 0.80), "hybrid_vs_p5.uniform.p_holm": (0.0, 0.05),
+        "hybrid_vs_sasrec.uniform.lift": (-0.30, 0.10),
+    },
     # Success within 10 lists of 5 on 100 simulated users (CI: conversational .89, history only
     # .25): talking must help (the chapter's exact McNemar test, Holm-adjusted) and its floor sits
     # above the baseline's ceiling; a simulator that leaks its target would reach 1.0. The

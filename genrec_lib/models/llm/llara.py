@@ -1,6 +1,6 @@
 """LLaRA: a language model that reads a sequential recommender's item embeddings as soft tokens.
 
-Liao, Li, Shi, Wang, Lin, He & Wang, "LLaRA: Large Language-Recommendation Assistant",
+Liao, Li, Yang, Wu, Yuan, Wang & He, "LLaRA: Large Language-Recommendation Assistant",
 SIGIR 2024. https://arxiv.org/abs/2312.02445
 
 A trained SASRec (:class:`~genrec_lib.models.sasrec.SASRec`, fitted on the training split)
