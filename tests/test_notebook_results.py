@@ -82,11 +82,11 @@ BANDS = {
         "judge.kappa": (-0.5, 0.8),
         # an LLM told the user's gender (FaiRLLM, section 7): the record matches the chapter's own scores; the
         # own-value top 5 stays far closer to the neutral one than two random top-5 lists (Jaccard .15), and
-        # identical lists (1.0) would mean the statement never reached the prompt; llmrank NDCG@10 (chance .227)
-        # falls well below 1 (a leaked target) and above a broken scorer. The record holds 30 users so far (the
-        # chapter calls its numbers an illustration below 100); raise the floor as the benchmark adds users
-        "llm_fairness.tie_gap": (0.0, 0.05), "llm_fairness.users": (30, 200),
-        "llm_fairness.jaccard.own_value": (0.30, 0.99), "llm_fairness.ndcg.neutral": (0.15, 0.75),
+        # identical lists (1.0) would mean the statement never reached the prompt; llmrank NDCG@10 from the neutral
+        # prompt sits above chance (.227) and well below 1 (a leaked target). The chapter's conclusions rest on
+        # paired tests over at least 100 recorded users
+        "llm_fairness.tie_gap": (0.0, 0.05), "llm_fairness.users": (100, 200),
+        "llm_fairness.jaccard.own_value": (0.30, 0.99), "llm_fairness.ndcg.neutral": (0.23, 0.75),
     },
     "08_flows_flow_matching": {
         # random split (CI: FlowCF .309, planar-flow VAE .303, Mult-VAE .303, DiffRec .312; EASE .329 the best)
