@@ -3,6 +3,7 @@
     python scripts/standalone_check.py --smoke                 # every chapter: setup cell, parameters, imports
     python scripts/standalone_check.py --full                  # every chapter end to end -> benchmarks/standalone.json
     python scripts/standalone_check.py --full --chapters 01 03 # some chapters (name prefixes)
+    python scripts/standalone_check.py --full --commit HEAD    # wheel and notebooks of a commit, not the working tree
 
 1. Builds the library's wheel from the checkout (``pip wheel --no-deps``).
 2. Makes a *base*: the packages Colab preinstalls that the book's pins cover (``BASE``: torch,
@@ -19,8 +20,11 @@
 4. Executes the notebook (nbclient, in that environment's kernel) with ``GENREC_WHEEL``
    pointing at the wheel, so its own setup cell installs the library with its extras and asset
    packages, exactly as in Colab. ``--smoke``: the cells up to the one tagged ``parameters``
-   (the setup cell among them), then one cell with every top-level import of the chapter.
-   ``--full``: the whole chapter.
+   (the setup cell among them), then one cell with every top-level import of the chapter; the
+   chapters of one environment run in one kernel, the shared setup cell once
+   (:func:`run_smoke_group`), which keeps the check within the CI budget.
+   ``--full``: the whole chapter; the leaderboard entries it saves are kept in ``<work>/entries/<chapter>/``
+   (``scripts/ship_leaderboard_entries.py`` turns them into the record chapter 16 reads).
 
 A chapter fails with the error it raised; a ``ModuleNotFoundError`` names the setup cell
 (``scripts/setup_cells.py``) as what to fix. ``--full`` merges each chapter's pass/fail,
@@ -47,8 +51,11 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
-WORK = ROOT / "build" / "standalone"  # git-ignored (build/)
+SOURCE = ROOT  # where the wheel, the pins and the notebooks come from (--commit: an export of that commit)
+NOTEBOOKS = SOURCE / "notebooks"
+#: the wheel, base and environments (git-ignored build/; $GENREC_STANDALONE_WORK moves it, e.g. for a test run
+#: beside a long --full run, which must not see its wheel rebuilt)
+WORK = Path(os.environ.get("GENREC_STANDALONE_WORK", ROOT / "build" / "standalone"))
 RESULTS = ROOT / "benchmarks" / "standalone.json"
 
 #: What Colab preinstalls and the book pins (the check's clean base). Colab has many more
@@ -67,8 +74,9 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 path, timeout, kernel = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+go_on = len(sys.argv) > 4 and sys.argv[4] == "go-on"  # run every cell, errors or not (a group of chapters)
 nb = nbformat.read(path, as_version=4)
-client = NotebookClient(nb, timeout=timeout, kernel_name=kernel, record_timing=True,
+client = NotebookClient(nb, timeout=timeout, kernel_name=kernel, record_timing=True, allow_errors=go_on,
                         resources={"metadata": {"path": str(__import__("pathlib").Path(path).parent)}})
 start, error = time.perf_counter(), None
 try:
@@ -79,11 +87,12 @@ except Exception as e:  # the kernel died, a timeout, ...
     error = {"ename": type(e).__name__, "evalue": str(e)[:500]}
 seconds = time.perf_counter() - start
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-failed_cell = None
+failed_cell, cell_errors = None, {}
 for i, cell in enumerate(nb.cells):
-    if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-        failed_cell = i
-        break
+    for o in cell.get("outputs", []):
+        if o.get("output_type") == "error":
+            cell_errors.setdefault(i, {"ename": o.get("ename", ""), "evalue": str(o.get("evalue", ""))[:500]})
+            failed_cell = i if failed_cell is None else failed_cell
 timing = {}
 for i, cell in enumerate(nb.cells):
     ex = cell.get("metadata", {}).get("execution", {})
@@ -94,7 +103,8 @@ for i, cell in enumerate(nb.cells):
         timing[i] = (t1 - t0).total_seconds()
 nbformat.write(nb, path)
 print("RESULT " + json.dumps({"seconds": round(seconds, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-                              "error": error, "failed_cell": failed_cell, "cell_seconds": timing}))
+                              "error": error, "failed_cell": failed_cell, "cell_seconds": timing,
+                              "cell_errors": cell_errors}))
 """
 
 
@@ -109,7 +119,7 @@ def canonical(name: str) -> str:
 def pins() -> dict[str, str]:
     """``{canonical name: version}`` from requirements/*.txt (the book's one list of pins)."""
     found = {}
-    for file in sorted((ROOT / "requirements").glob("*.txt")):
+    for file in sorted((SOURCE / "requirements").glob("*.txt")):
         for line in file.read_text().splitlines():
             line = line.split("#")[0].strip()
             if "==" in line:
@@ -123,7 +133,7 @@ def pins() -> dict[str, str]:
 def build_wheel(out: Path) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(ROOT),
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(SOURCE),
                     "-w", str(out)], check=True)
     wheels = sorted(out.glob("genrec_lib-*.whl"))
     if len(wheels) != 1:
@@ -280,15 +290,12 @@ def env_name(setup: str) -> str:
     return "env-" + hashlib.sha1(setup.encode()).hexdigest()[:10]
 
 
-def run_chapter(name: str, mode: str, python: Path, env_dir: Path, wheel: Path, timeout: int = 900, threads: int = 1,
-                keep: bool = False, source: Path | None = None) -> dict:
-    """Execute one chapter's notebook (``source``, default ``notebooks/<name>.ipynb``) copied alone
-    into an empty temporary folder, in the environment ``env_dir``, against ``wheel``."""
+def _execute(nb, name: str, python: Path, env_dir: Path, wheel: Path, timeout: int, threads: int,
+             go_on: bool = False) -> tuple[dict, Path]:
+    """Run notebook ``nb`` as ``<name>.ipynb`` alone in an empty temporary folder, in ``env_dir``'s
+    kernel, with ``GENREC_WHEEL`` set: the runner's result and the folder."""
     import nbformat
 
-    nb = nbformat.read(source or NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    if mode == "smoke":
-        nb = smoke_notebook(nb)
     folder = Path(tempfile.mkdtemp(prefix=f"genrec-standalone-{name[:3]}"))
     path = folder / f"{name}.ipynb"
     nbformat.write(nb, path)
@@ -303,23 +310,82 @@ def run_chapter(name: str, mode: str, python: Path, env_dir: Path, wheel: Path, 
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_ROOT_USER_ACTION": "ignore", "PYTHONNOUSERSITE": "1",
     })
-    proc = subprocess.run([str(python), "-c", RUNNER, str(path), str(timeout), KERNEL], cwd=folder, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run([str(python), "-c", RUNNER, str(path), str(timeout), KERNEL] + (["go-on"] if go_on else []),
+                          cwd=folder, env=env, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
-        result = {"seconds": None, "cpu_s": None, "failed_cell": None, "cell_seconds": {},
-                  "error": {"ename": "RunnerError", "evalue": (proc.stderr or proc.stdout)[-800:]}}
-    else:
-        result = json.loads(lines[-1][len("RESULT "):])
+        return {"seconds": None, "cpu_s": None, "failed_cell": None, "cell_seconds": {}, "cell_errors": {},
+                "error": {"ename": "RunnerError", "evalue": (proc.stderr or proc.stdout)[-800:]}}, folder
+    return json.loads(lines[-1][len("RESULT "):]), folder
+
+
+def run_chapter(name: str, mode: str, python: Path, env_dir: Path, wheel: Path, timeout: int = 900, threads: int = 1,
+                keep: bool = False, source: Path | None = None) -> dict:
+    """Execute one chapter's notebook (``source``, default ``notebooks/<name>.ipynb``) copied alone
+    into an empty temporary folder, in the environment ``env_dir``, against ``wheel``."""
+    import nbformat
+
+    nb = nbformat.read(source or NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    if mode == "smoke":
+        nb = smoke_notebook(nb)
+    result, folder = _execute(nb, name, python, env_dir, wheel, timeout, threads)
+    result.pop("cell_errors", None)
     setup_index = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
     setup_s = result.pop("cell_seconds", {}).get(str(setup_index))
     result["setup_s"] = round(setup_s, 1) if setup_s is not None else None
     result["ok"] = result["error"] is None
+    entries = folder / "results" / "leaderboard"
+    if mode == "full" and entries.is_dir():  # the leaderboard entries the chapter saved (for the shipped record)
+        target = env_dir.parent / "entries" / name
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(entries, target)
     if not keep:
         shutil.rmtree(folder, ignore_errors=True)
     else:
         result["folder"] = str(folder)
     return result
+
+
+def run_smoke_group(names: list[str], python: Path, env_dir: Path, wheel: Path, timeout: int = 900,
+                    threads: int = 1, keep: bool = False, sources: dict[str, Path] | None = None) -> dict[str, dict]:
+    """The smoke check of chapters that share one setup cell (and so one environment), in one kernel.
+
+    Each chapter's code cells up to ``parameters`` and its import cell (:func:`smoke_notebook`)
+    run one after another, with ``%reset -f`` between chapters: each starts from an empty
+    namespace, while the modules already imported stay loaded (what one chapter imported is
+    installed in the shared environment anyway, so another chapter's import of it passes or
+    fails as it would in a fresh kernel). The setup cell, identical for all, runs for the first
+    chapter only; a later one would find everything installed. One kernel start and one import
+    of torch per environment instead of per chapter is what keeps the check cheap.
+    """
+    import nbformat
+
+    sources = {name: (sources or {}).get(name, NOTEBOOKS / f"{name}.ipynb") for name in names}
+    cells, spans = [], {}
+    for name in names:
+        code = [c for c in smoke_notebook(nbformat.read(sources[name], as_version=4)).cells if c.cell_type == "code"]
+        if spans:
+            code[0] = nbformat.v4.new_code_cell(f"# this chapter's setup cell is {names[0]}'s, which ran above")
+        spans[name] = (len(cells), len(cells) + len(code))
+        cells += code + [nbformat.v4.new_code_cell("%reset -f")]
+    first = nbformat.read(sources[names[0]], as_version=4)
+    group = nbformat.v4.new_notebook(cells=cells, metadata=first.metadata)
+    result, folder = _execute(group, f"smoke-{names[0]}", python, env_dir, wheel, timeout, threads, go_on=True)
+    timing = {int(i): t for i, t in result.get("cell_seconds", {}).items()}
+    errors = {int(i): e for i, e in result.get("cell_errors", {}).items()}
+    rows = {}
+    for name, (a, b) in spans.items():
+        failed = next((i for i in range(a, b) if i in errors), None)
+        finished = all(i in timing for i in range(a, b))
+        error = errors[failed] if failed is not None else (None if finished else result["error"] or
+                                                             {"ename": "RunnerError", "evalue": "cells did not run"})
+        rows[name] = {"ok": error is None, "error": error, "failed_cell": None if failed is None else failed - a,
+                      "seconds": round(sum(timing.get(i, 0.0) for i in range(a, b)), 1),
+                      "cpu_s": result["cpu_s"] if name == names[0] else None,  # the group's, on its first chapter
+                      "setup_s": round(timing[a], 1) if a in timing and name == names[0] else None}
+    if not keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    return rows
 
 
 def explain(name: str, result: dict) -> str:
@@ -340,8 +406,25 @@ def commit() -> tuple[str, bool]:
     return head or "unknown", dirty
 
 
+def export(rev: str, work: Path) -> tuple[str, bool]:
+    """Export commit ``rev`` (``git archive``) into ``work`` and read the wheel, pins and notebooks from there,
+    so that a long run measures one commit while the working tree goes on changing."""
+    global SOURCE, NOTEBOOKS
+    head = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode != 0:
+        raise SystemExit(f"--commit {rev!r} is not a commit of {ROOT}: {head.stderr.strip()}")
+    head = head.stdout.strip()
+    target = work / f"src-{head}"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", head], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    SOURCE, NOTEBOOKS = target, target / "notebooks"
+    return head, False
+
+
 def record(rows: dict[str, dict], base_versions: dict[str, str], out: Path, threads: int,
-           built_from: tuple[str, bool] | None = None) -> None:
+           built_from: tuple[str, bool] | None = None, note: str | None = None) -> None:
     head, dirty = built_from or commit()
     data = json.loads(out.read_text()) if out.is_file() else {"chapters": {}}
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -352,6 +435,8 @@ def record(rows: dict[str, dict], base_versions: dict[str, str], out: Path, thre
             "commit": head + ("+uncommitted" if dirty else ""), "date": now, "threads": threads,
             "machine": f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end, Python {platform.python_version()}",
         }
+        if note:
+            data["chapters"][name]["note"] = note
     data["base"] = base_versions
     data["chapters"] = dict(sorted(data["chapters"].items()))
     out.write_text(json.dumps(data, indent=1) + "\n")
@@ -380,14 +465,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None,
                         help=f"results file (--full default: {RESULTS.relative_to(ROOT)}; 'none' writes nothing)")
+    parser.add_argument("--commit", help="run the wheel and notebooks of this commit (git archive), not the working tree")
+    parser.add_argument("--note", help="a remark stored with each chapter's row (e.g. what else loaded the machine)")
     parser.add_argument("--keep", action="store_true", help="keep each chapter's folder with its executed notebook")
     args = parser.parse_args(argv)
     mode_name = "smoke" if args.smoke else "full"
-    names = chapter_names(args.chapters)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    built_from = commit()  # the checkout the wheel and the notebooks come from ("+uncommitted": with local edits)
+    # the checkout the wheel and the notebooks come from ("+uncommitted": with local edits)
+    built_from = export(args.commit, work) if args.commit else commit()
+    names = chapter_names(args.chapters)
     wheel = Path(args.wheel) if args.wheel else build_wheel(work / "dist")
     log(f"wheel {wheel.name}")
     base = work / "base"
@@ -399,20 +487,29 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out if args.out is not None else (str(RESULTS) if args.full else "none")
     envs: dict[str, tuple[Path, Path]] = {}
     rows: dict[str, dict] = {}
+    setups = {name: setup_source(nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)) for name in names}
+    groups: dict[str, list[str]] = {}  # setup cell -> its chapters (one environment each)
     for name in names:
-        setup = setup_source(nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4))
+        groups.setdefault(setups[name], []).append(name)
+    # --full: one chapter at a time, each in its own kernel; --smoke: the chapters of one environment in one kernel
+    batches = [(setups[name], [name]) for name in names] if args.full else list(groups.items())
+    for setup, batch in batches:
         if setup not in envs:
             env_dir = work / env_name(setup)
             envs[setup] = (env_dir, make_env(env_dir, base))
         env_dir, python = envs[setup]
-        row = run_chapter(name, mode_name, python, env_dir, wheel, args.timeout, args.threads, args.keep)
-        rows[name] = row
-        log(f"{name}: {'pass' if row['ok'] else 'FAIL'} in {row['seconds']} s (CPU {row['cpu_s']} s, "
-            f"setup {row['setup_s']} s, {env_dir.name})")
-        if not row["ok"]:
-            log("  " + explain(name, row))
-        if out != "none":  # after every chapter, so a run cut short keeps what it measured
-            record({name: row}, base_versions, Path(out), args.threads, built_from)
+        if args.full:
+            done = {batch[0]: run_chapter(batch[0], "full", python, env_dir, wheel, args.timeout, args.threads, args.keep)}
+        else:
+            done = run_smoke_group(batch, python, env_dir, wheel, args.timeout, args.threads, args.keep)
+        for name, row in done.items():
+            rows[name] = row
+            log(f"{name}: {'pass' if row['ok'] else 'FAIL'} in {row['seconds']} s (CPU {row['cpu_s']} s, "
+                f"setup {row['setup_s']} s, {env_dir.name})")
+            if not row["ok"]:
+                log("  " + explain(name, row))
+            if out != "none":  # after every chapter, so a run cut short keeps what it measured
+                record({name: row}, base_versions, Path(out), args.threads, built_from, args.note)
     print(table(rows))
     for stale in work.glob("env-*"):  # environments of setup cells this run did not use
         if stale not in {env_dir for env_dir, _ in envs.values()}:

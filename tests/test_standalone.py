@@ -109,7 +109,8 @@ def test_no_chapter_or_library_module_reads_a_path_of_the_checkout():
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """Every chapter's smoke check and chapter 01 end to end, in one clean Colab-like environment per setup cell."""
+    """Every chapter's smoke check and chapter 01 end to end, in one clean Colab-like environment per setup cell
+    (the chapters sharing one run in one kernel: scripts/standalone_check.py, run_smoke_group)."""
     out = tmp_path_factory.mktemp("standalone")
     env = {k: v for k, v in os.environ.items() if k not in ("GENREC_WHEEL", "PYTHONPATH")}
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "standalone_check.py"), "--smoke"],
@@ -163,3 +164,11 @@ def test_a_setup_cell_that_misses_a_dependency_fails_clearly(smoke, tmp_path):
     assert not row["ok"] and row["error"]["ename"] == "ModuleNotFoundError"
     message = check.explain("99_missing_extra", row)
     assert "myst_nb" in message and "scripts/setup_cells.py" in message
+    # The same in the smoke check's group run, where a chapter that shares its setup cell with an
+    # earlier one runs in the same kernel after it (and does not run the shared cell again): the
+    # earlier chapter passes, the one that imports what the cell does not install still fails.
+    rows = check.run_smoke_group(["03_variational_autoencoders", "99_missing_extra"], python, env_dir, wheels[0],
+                                 timeout=300, sources={"99_missing_extra": source})
+    assert rows["03_variational_autoencoders"]["ok"], rows
+    assert not rows["99_missing_extra"]["ok"] and rows["99_missing_extra"]["error"]["ename"] == "ModuleNotFoundError"
+    assert "myst_nb" in check.explain("99_missing_extra", rows["99_missing_extra"])
