@@ -10,9 +10,11 @@ models have sequences).
 
 Every (size, model) runs in its own process with one thread, so that its peak resident
 memory (``ru_maxrss``) is its own; seconds are recorded as wall time and as CPU time
-(``time.process_time``, the measure to trust on a shared machine). Trained models are timed on ``--batches`` training
-batches and the epoch time is extrapolated from batches per epoch (a full epoch at 20M
-would take hours on 2 cores); EASE and ItemKNN are fitted in full. Evaluation ranks the
+(``time.process_time``, the measure to trust on a shared machine). For a trained model one
+epoch = drawing all of its batches (timed in full) + its training steps, of which the first
+``--batches`` + 1 are run and the rest extrapolated from the mean step after the first (a
+full epoch at 20M would take hours on 2 cores); building the model is timed apart
+(``build_cpu_seconds``). EASE and ItemKNN are fitted in full. Evaluation ranks the
 full catalogue for ``--eval-users`` users and is extrapolated to all users. The record
 says which numbers are extrapolated. Results: ``genrec_lib/records/scaling.json`` (one
 entry per run, with machine and versions) and ``benchmarks/scaling.png`` (log-log, slopes fitted).
@@ -122,6 +124,7 @@ def run_one(size: str, model_name: str, batches: int, eval_users: int, cache: Pa
     model = get_model(model_name)
     if hasattr(model, "_device"):
         model._device = torch.device(device)
+    record["rss_before_fit_mb"] = _rss_mb(os.getpid())  # imports and the data: what the fit adds is peak - this
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     start, cpu = time.perf_counter(), time.process_time()
@@ -131,25 +134,42 @@ def run_one(size: str, model_name: str, batches: int, eval_users: int, cache: Pa
         model.build(split)
         model.to(device)
         optimizer = model.configure_optimizer()
+        sync()
+        record.update(build_seconds=time.perf_counter() - start, build_cpu_seconds=time.process_time() - cpu)
         model.train()
         generator = torch.Generator().manual_seed(0)
         iterator = iter(model.training_batches(split, generator))
-        timed, per_epoch = 0, None
-        for batch in iterator:
-            loss = model.training_loss(send_to_device(batch, device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            timed += 1
-            if timed == batches:
+
+        def clock():
+            return np.array([time.perf_counter(), time.process_time()])
+
+        # Every batch of one epoch is drawn (and that time counted in full); the first
+        # ``batches + 1`` are trained, and the steps of the rest are extrapolated from the
+        # mean of the timed ones after the first (which carries one-off costs such as the
+        # optimiser's state being allocated).
+        draw, steps, per_epoch = np.zeros(2), [], 0
+        while True:
+            tick = clock()
+            batch = next(iterator, None)
+            draw += clock() - tick
+            if batch is None:
                 break
-        sync()
-        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-        per_epoch = timed + sum(1 for _ in iterator)  # the rest of the epoch's batches, drawn but not trained
+            per_epoch += 1
+            if len(steps) <= batches:
+                tick = clock()
+                loss = model.training_loss(send_to_device(batch, device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                sync()
+                steps.append(clock() - tick)
+        steps = np.array(steps)
+        per_step = steps[1:].mean(0) if len(steps) > 1 else steps[0]
+        epoch = draw + steps.sum(0) + per_step * (per_epoch - len(steps))
         model.eval()
-        record.update(fit_seconds=seconds * per_epoch / timed, fit_cpu_seconds=cpu_seconds * per_epoch / timed,
-                      fit_extrapolated=timed < per_epoch,
-                      timed_batches=timed, batches_per_epoch=per_epoch, fit_unit="one epoch")
+        record.update(fit_seconds=float(epoch[0]), fit_cpu_seconds=float(epoch[1]), fit_extrapolated=len(steps) < per_epoch,
+                      draw_cpu_seconds=float(draw[1]), step_cpu_seconds=float(per_step[1]),
+                      timed_batches=len(steps), batches_per_epoch=per_epoch, fit_unit="one epoch")
     else:
         model.fit(split)
         sync()
@@ -252,6 +272,8 @@ def main(argv=None) -> int:
                         help="folder for the synthetic datasets (.npz), drawn once per size")
     parser.add_argument("--record", type=Path, default=RECORD, help="JSON record (runs are merged into it)")
     parser.add_argument("--plot", type=Path, default=PLOT)
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="RECORD",
+                        help="only merge these records' runs (written in parallel) into --record, re-plot, and exit")
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -259,6 +281,12 @@ def main(argv=None) -> int:
         return 0
     out = args.record
     saved = json.loads(out.read_text()) if out.is_file() else {"environment": environment(), "runs": []}
+    if args.merge:
+        for other in args.merge:
+            runs = json.loads(other.read_text())["runs"]
+            keys = {(r["size"], r["model"], r.get("device", "cpu")) for r in runs}
+            saved["runs"] = [r for r in saved["runs"] if (r["size"], r["model"], r.get("device", "cpu")) not in keys] + runs
+        args.sizes = args.models = []
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     for size in args.sizes:
         for model in args.models:
