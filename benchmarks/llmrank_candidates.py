@@ -76,8 +76,11 @@ def settings_of(name: str, history: int) -> tuple[dict, str]:
     return {}, "whole training profile" if name in ("bpr", "pop") else "?"
 
 
-def scores_in_chunks(model, task, cache: Path, tag: str, chunk: int = 25) -> np.ndarray:
-    """``candidate_scores`` over ``task``'s users in chunks, each chunk saved as it finishes."""
+def scores_in_chunks(model, task, cache: Path, tag: str, chunk: int = 25, computed: list | None = None) -> np.ndarray:
+    """``candidate_scores`` over ``task``'s users in chunks, each chunk saved as it finishes.
+
+    ``computed``, if given, receives the number of users scored by this call (the rest were
+    read from the cache, written by an earlier run), so the CPU time recorded can say what it covers."""
     from genrec_lib.evaluation.llmrank import candidate_scores
 
     cache.mkdir(parents=True, exist_ok=True)
@@ -90,6 +93,8 @@ def scores_in_chunks(model, task, cache: Path, tag: str, chunk: int = 25) -> np.
         else:
             part = candidate_scores(model, task.subset(rows)).numpy()
             np.save(file, part)
+            if computed is not None:
+                computed.append(len(rows))
         parts.append(part)
     return np.concatenate(parts)
 
@@ -303,6 +308,7 @@ def main(argv=None) -> None:
                if len(task.users) < len(task0.users) else {}),
             "fit_cpu_seconds": round(fit_s, 1),
             "score_cpu_seconds": round(extra.get("score_s", 0.0), 1) if extra else 0.0,
+            **({"score_cpu_users": extra["score_users"]} if extra and "score_users" in extra else {}),
             "metrics": {k: round(float(v), 4) for k, v in result.metrics.items() if k != "rank"},
             "ndcg@10": [round(float(v), 6) for v in result.per_user["ndcg@10"]],
         }
@@ -392,12 +398,16 @@ def main(argv=None) -> None:
                 model.neutral_scores(np.unique(task.candidates))  # every title once, in batches
                 scores = zero - np.stack([model.neutral_scores(row) for row in task.candidates])
             elif name.startswith("llm-"):
-                scores = scores_in_chunks(model, task, args.cache, f"test-{kind}-{name}")
+                computed: list = []
+                scores = scores_in_chunks(model, task, args.cache, f"test-{kind}-{name}", computed=computed)
             else:
                 from genrec_lib.evaluation.llmrank import candidate_scores
 
                 scores = candidate_scores(model, task).numpy()
-            put(kind, name, name, overrides, reads, fit_s, scores, task, {"score_s": cpu() - start})
+            extra = {"score_s": cpu() - start}
+            if name.startswith("llm-") and name != "llm-calibrated":  # users scored here; the others came from the cache
+                extra["score_users"] = int(sum(computed))
+            put(kind, name, name, overrides, reads, fit_s, scores, task, extra)
         del model
     for kind in args.sets:
         rows = record["results"].get(kind, {})
