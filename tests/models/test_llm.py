@@ -96,6 +96,29 @@ def test_prompt_truncation_drops_oldest_history(lm, loo):
     assert ranker.names[19] in prompt and ranker.names[0] not in prompt
 
 
+def test_plain_prompt_format_for_models_without_a_chat_template(lm, loo):
+    task = make_llmrank_task(loo, "test", seed=2020).subset(np.arange(2))
+    chat = get_model("llm-zeroshot").fit(loo, lm=lm)
+    plain = get_model("llm-zeroshot", prompt_format="plain").fit(loo, lm=lm)
+    history, candidates = task.history[0], task.candidates[0]
+    # the chat default is untouched: the chat template, titles ending with the end-of-answer token
+    body = chat.history_text(list(history)[-20:]) + chat._ask()
+    assert chat.prompt(history) == lm.chat(body, system="You are a movie recommender.")
+    assert chat.continuation(int(candidates[0])) == chat.names[int(candidates[0])] + lm.end_text
+    # plain: the numbered history (no template, no system message) ends with the next number; a title continues it
+    prompt = plain.prompt(history)
+    assert "<|im_start|>" not in prompt and prompt.endswith("\n21.") and prompt.startswith("I have watched")
+    assert plain.continuation(int(candidates[0])) == f" {plain.names[int(candidates[0])]}\n"
+    scores = candidate_scores(plain, task)
+    direct = lm.score_continuations(prompt, [f" {plain.names[i]}\n" for i in candidates]).sum
+    assert torch.allclose(scores[0], direct, atol=1e-3) and not torch.allclose(scores[0], candidate_scores(chat, task)[0])
+    assert get_model("llm-calibrated", prompt_format="plain").fit(loo, lm=lm).neutral_prompt().endswith("first:\n1.")
+    with pytest.raises(ValueError, match="unknown prompt_format"):
+        get_model("llm-zeroshot", prompt_format="raw")
+    with pytest.raises(ValueError, match="likelihood only"):
+        get_model("llm-pointwise", prompt_format="plain")
+
+
 def test_llm_models_ask_for_the_llmrank_protocol(capsys):
     from genrec_lib.cli import main
 

@@ -26,6 +26,13 @@ default here scores candidates by likelihood with a small open model (SmolLM2-13
 needs no parsing and cannot name an item outside the candidates; generation with parsing is
 :func:`rank_by_generation`. Bootstrapping aggregates mean ranks rather than Borda points
 (the same order for complete rankings).
+
+``prompt_format="plain"`` is for a pretrained model without a chat template (no system
+message, no turns): the prompt is the numbered history list, opened with the tokenizer's own
+start token (if it adds one) and ending with the next number, ``"21."``; each candidate is
+scored as the continuation ``" title\n"``, the newline playing the part of the end of the
+answer. It serves the likelihood and calibrated scores without in-context examples or listed
+candidates.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from genrec_lib.models.llm.lm import LM, load_lm
 SYSTEM = "You are a movie recommender."
 SCORINGS = ("likelihood", "calibrated", "pointwise")
 REDUCES = ("sum", "mean")
+PROMPT_FORMATS = ("chat", "plain")
 
 
 @register("llm-zeroshot")
@@ -58,6 +66,8 @@ class LLMRank(Recommender):
         model_id: Hugging Face id; default the offline SmolLM2 (or ``$GENREC_LLM``).
         batch_size: continuations per forward pass.
         seed: seeds the in-context examples and the candidate orders.
+        prompt_format: ``"chat"`` (the model's chat template) or ``"plain"`` (a completion
+            prompt for a model without one; see the module docstring).
     """
 
     #: ranks candidate texts only: the leaderboard and ``genrec bench`` use it on ``llmrank``
@@ -65,17 +75,22 @@ class LLMRank(Recommender):
 
     def __init__(self, scoring: str = "likelihood", reduce: str = "sum", n_history: int = 20, n_shots: int = 0,
                  list_candidates: bool = False, n_orders: int = 1, max_prompt_tokens: int = 1024,
-                 model_id: str | None = None, batch_size: int = 32, seed: int = 2020):
+                 model_id: str | None = None, batch_size: int = 32, seed: int = 2020, prompt_format: str = "chat"):
         super().__init__()
         if scoring not in SCORINGS:
             raise ValueError(f"unknown scoring {scoring!r}; choose one of: {', '.join(SCORINGS)}")
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"unknown prompt_format {prompt_format!r}; choose one of: {', '.join(PROMPT_FORMATS)}")
+        if prompt_format == "plain" and (scoring == "pointwise" or n_shots or list_candidates):
+            raise ValueError("prompt_format='plain' scores titles by likelihood only: use scoring='likelihood' or "
+                             "'calibrated', n_shots=0 and list_candidates=False")
         if reduce not in REDUCES:
             raise ValueError(f"unknown reduce {reduce!r}; choose one of: {', '.join(REDUCES)}")
         check_positive(n_history=n_history, n_orders=n_orders, max_prompt_tokens=max_prompt_tokens, batch_size=batch_size)
         check_non_negative(n_shots=n_shots)
         self.scoring, self.reduce, self.n_history, self.n_shots = scoring, reduce, n_history, n_shots
         self.list_candidates, self.n_orders, self.max_prompt_tokens = bool(list_candidates), n_orders, max_prompt_tokens
-        self.model_id, self.batch_size, self.seed = model_id, batch_size, seed
+        self.model_id, self.batch_size, self.seed, self.prompt_format = model_id, batch_size, seed, prompt_format
         self.truncated_ = 0
         self._neutral: dict[int, float] = {}
 
@@ -130,14 +145,33 @@ class LLMRank(Recommender):
         shots = [e for e in self.examples_ if e[0] != user][: self.n_shots]
         return [(self.history_text(h) + self._ask(), self.names[nxt]) for _, h, nxt in shots]
 
+    def _start(self) -> str:
+        """The special tokens the tokenizer puts before a text of its own accord (Gemma's ``<bos>``; none for SmolLM2)."""
+        return self.lm.tokenizer.decode(self.lm.tokenizer("")["input_ids"])
+
+    def _plain(self, history) -> str:
+        """The completion prompt: the numbered history, ending with the next number."""
+        if not history:
+            return f"{self._start()}I have watched these movies, oldest first:\n1."
+        return f"{self._start()}{self.history_text(history)}{len(history) + 1}."
+
+    def continuation(self, item: int) -> str:
+        """The text scored for a candidate: its title and the end of the answer."""
+        if self.prompt_format == "plain":
+            return f" {self.names[item]}\n"
+        return self.names[item] + self.lm.end_text
+
     def prompt(self, history, candidates=None, user: int | None = None) -> str:
-        """The chat prompt for one user; the oldest history items go first when it is too long."""
+        """The prompt for one user; the oldest history items go first when it is too long."""
         history = list(history)[-self.n_history :]
         while True:
             body = self.history_text(history) if history else "I have not watched any movies yet.\n"
             if self.list_candidates and candidates is not None:
                 body += self._candidate_text(candidates)
-            text = self.lm.chat(body + self._ask(), system=SYSTEM, examples=self._examples(user))
+            if self.prompt_format == "plain":
+                text = self._plain(history)
+            else:
+                text = self.lm.chat(body + self._ask(), system=SYSTEM, examples=self._examples(user))
             if self.lm.n_tokens(text) <= self.max_prompt_tokens or len(history) <= 1:
                 return text
             history = history[1:]
@@ -145,6 +179,8 @@ class LLMRank(Recommender):
 
     def neutral_prompt(self) -> str:
         """The same request without any history: the model's prior over titles."""
+        if self.prompt_format == "plain":
+            return self._plain([])
         return self.lm.chat("Recommend one movie I should watch. Answer with its title.", system=SYSTEM)
 
     def _pointwise_parts(self, history, user) -> tuple[str, list[str]]:
@@ -163,7 +199,7 @@ class LLMRank(Recommender):
         """log p(title | neutral prompt) per item (computed once per item and cached)."""
         missing = [int(i) for i in dict.fromkeys(np.asarray(items).tolist()) if int(i) not in self._neutral]
         if missing:
-            out = self.lm.score_continuations(self.neutral_prompt(), [self.names[i] + self.lm.end_text for i in missing],
+            out = self.lm.score_continuations(self.neutral_prompt(), [self.continuation(i) for i in missing],
                                               batch_size=self.batch_size)
             for i, value in zip(missing, self._reduce(out).tolist()):
                 self._neutral[i] = value
@@ -180,7 +216,7 @@ class LLMRank(Recommender):
             return (out.next_logprobs[:, 0] - out.next_logprobs[:, 1]).numpy()
         listed = candidates if order is None else candidates[np.asarray(order)]
         prompt = self.prompt(history, listed, user)
-        out = self.lm.score_continuations(prompt, [self.names[i] + self.lm.end_text for i in candidates],
+        out = self.lm.score_continuations(prompt, [self.continuation(i) for i in candidates],
                                           batch_size=self.batch_size)
         scores = self._reduce(out).numpy()
         if self.scoring == "calibrated":
