@@ -113,6 +113,9 @@ BANDS = {
         "content.warm.ndcg@10": (0.01, 0.10), "simulation.latent_share": (0.48, 0.52),
         "sweep.0.1.content.cold.ndcg@10": (0.10, 0.45), "sweep.0.9.bpr.warm.ndcg@10": (0.25, 0.60),
         "request.mixed.ndcg@10": (0.03, 0.30),
+        # LiT arm (text tower's top layer trained): held-out chance R@10 is ~.065, R@1 ~.006.
+        "lit_unlocked.t2i.recall@10": (0.30, 0.90), "lit_unlocked.t2i.recall@1": (0.05, 0.80),
+        "lit_unlocked.i2t.recall@10": (0.30, 0.90),
     },
     # Cosines in the joint space: generated images above random catalogue items (~0), below
     # the nearest catalogue item (~.45, which a copying generator would reach).
