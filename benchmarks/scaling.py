@@ -15,8 +15,12 @@ epoch = drawing all of its batches (timed in full) + its training steps, of whic
 ``--batches`` + 1 are run and the rest extrapolated from the mean step after the first (a
 full epoch at 20M would take hours on 2 cores); building the model is timed apart
 (``build_cpu_seconds``). EASE and ItemKNN are fitted in full. Evaluation ranks the
-full catalogue for ``--eval-users`` users and is extrapolated to all users. The record
-says which numbers are extrapolated. Results: ``genrec_lib/records/scaling.json`` (one
+full catalogue: a first call on 16 users pays the one-off costs (the split's test-time
+matrices, the model's first call; ``eval_setup_cpu_seconds``, counted once), then
+``--eval-users`` users are timed and their per-user cost extrapolated to the other users.
+The record says which numbers are extrapolated. For EASE and ItemKNN it also gives the
+bytes per item pair their fits measured and the largest catalogue that 24 GB would fit by
+that measure (``item_matrix_limits``: an estimate, computed). Results: ``genrec_lib/records/scaling.json`` (one
 entry per run, with machine and versions) and ``benchmarks/scaling.png`` (log-log, slopes fitted).
 """
 
@@ -41,6 +45,8 @@ sys.path.insert(0, str(ROOT))  # the library of this checkout, also in the per-r
 SIZES = {"0.1M": (100_000, 943, 1_682), "1M": (1_000_209, 6_040, 3_706),
          "10M": (10_000_054, 69_878, 10_677), "20M": (20_000_263, 138_493, 26_744)}
 MODELS = ("ease", "itemknn", "bpr", "multvae", "diffrec", "sasrec")
+#: Users of the first, untimed-per-user evaluation call that pays the one-off costs.
+WARM_USERS = 16
 #: The record ships as package data (like the other benchmark records), the plot beside this script.
 RECORD = Path(__file__).resolve().parent.parent / "genrec_lib" / "records" / "scaling.json"
 PLOT = Path(__file__).resolve().parent / "scaling.png"
@@ -176,12 +182,23 @@ def run_one(size: str, model_name: str, batches: int, eval_users: int, cache: Pa
         record.update(fit_seconds=time.perf_counter() - start, fit_cpu_seconds=time.process_time() - cpu,
                       fit_extrapolated=False, fit_unit="full fit")
     users = np.unique(split.test.user)
-    sample = np.random.default_rng(0).choice(users, min(eval_users, len(users)), replace=False)
+    sample = np.sort(np.random.default_rng(0).choice(users, min(eval_users, len(users)), replace=False))
+    # One-off costs (the split's test-time matrices, built once and cached; the model's first
+    # call) are paid once per evaluation, not once per user: a first call on WARM_USERS users
+    # pays them and is counted once; the per-user cost comes from the sample after it.
+    warm = sample[:WARM_USERS]
     start, cpu = time.perf_counter(), time.process_time()
-    result = evaluate(model, split, "test", ks=(10,), metrics=("ndcg",), users=np.sort(sample))
+    evaluate(model, split, "test", ks=(10,), metrics=("ndcg",), users=warm)
+    sync()
+    setup, setup_cpu = time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), time.process_time()
+    result = evaluate(model, split, "test", ks=(10,), metrics=("ndcg",), users=sample)
     sync()
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-    record.update(eval_seconds=seconds * len(users) / len(sample), eval_cpu_seconds=cpu_seconds * len(users) / len(sample), eval_extrapolated=len(sample) < len(users),
+    rest = (len(users) - len(warm)) / len(sample)
+    record.update(eval_seconds=setup + seconds * rest, eval_cpu_seconds=setup_cpu + cpu_seconds * rest,
+                  eval_setup_seconds=setup, eval_setup_cpu_seconds=setup_cpu, eval_warm_users=len(warm),
+                  eval_extrapolated=len(sample) < len(users),
                   eval_users=len(sample), test_ndcg10_sample=result["ndcg@10"],
                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, device=device)
     if cuda:
@@ -224,6 +241,95 @@ def plot(records: list[dict], path: Path) -> dict:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return slopes
+
+
+#: Models whose fit holds dense item x item matrices: their memory grows with the catalogue squared.
+ITEM_MATRIX_MODELS = ("ease", "itemknn")
+
+
+def item_matrix_limits(runs: list[dict], memory_gb: float = 24.0) -> dict:
+    """Bytes per item pair of EASE's and ItemKNN's fits, and the largest catalogue ``memory_gb`` fits (computed).
+
+    Per model: what the fit added to the process (peak resident memory minus the memory just
+    before the fit) divided by items squared, at the largest catalogue it was measured on. The
+    largest catalogue is an estimate, ``sqrt((memory - data) / bytes per pair)``, where ``data`` is
+    the largest footprint before a fit that any model had at the largest size tried (the imports
+    and the data every model of that size holds; a lower bound for a larger size). A measured number
+    from one size, extrapolated.
+    """
+    cpu = [r for r in runs if r.get("device", "cpu") == "cpu"]
+    measured = [r for r in cpu if "rss_before_fit_mb" in r]
+    tried = max((SIZES[r["size"]][0], r["size"]) for r in measured)[1] if measured else None
+    data_mb = max((r["rss_before_fit_mb"] for r in measured if r["size"] == tried), default=None)
+    limits = {}
+    for model in ITEM_MATRIX_MODELS:
+        done = [r for r in cpu if r["model"] == model and "error" not in r and "rss_before_fit_mb" in r]
+        if not done or data_mb is None:
+            continue
+        largest = max(done, key=lambda r: r["items"])
+        per_pair = (largest["peak_rss_mb"] - largest["rss_before_fit_mb"]) * 2**20 / largest["items"] ** 2
+        limits[model] = {"bytes_per_item_pair": per_pair, "measured_at": largest["size"],
+                         "measured_items": largest["items"], "memory_gb": memory_gb, "data_size": tried,
+                         "data_mb": data_mb, "largest_items_estimated": int(np.sqrt(
+                             (memory_gb * 2**30 - data_mb * 2**20) / per_pair))}
+        for r in cpu:  # each failed run says what it would have needed, by the same estimate
+            if r["model"] == model and "error" in r:
+                items = SIZES[r["size"]][2]
+                r["estimate"] = {"bytes_per_item_pair": per_pair, "measured_at": largest["size"],
+                                 "items": items, "needed_gb_estimated": (data_mb * 2**20 + per_pair * items**2) / 2**30,
+                                 f"largest_items_in_{memory_gb:g}_gb_estimated": limits[model]["largest_items_estimated"]}
+    return limits
+
+
+def _item_matrix_need_gb(runs: list[dict], size: str, model: str, device: str) -> float | None:
+    """EASE's or ItemKNN's estimated peak at ``size`` from its bytes per item pair at a smaller measured size.
+
+    The data's footprint is the largest measured before a fit at ``size``, or, where no run of
+    ``size`` was measured, at the largest smaller size (then the estimate is a lower bound).
+    None for the other models, or when no smaller size of the model was measured.
+    """
+    if model not in ITEM_MATRIX_MODELS or device != "cpu":
+        return None
+    smaller = [r for r in runs if "error" not in r and r.get("device", "cpu") == "cpu" and r["model"] == model
+               and "rss_before_fit_mb" in r and SIZES[r["size"]][0] < SIZES[size][0]]
+    footprints = [(SIZES[r["size"]][0], r["rss_before_fit_mb"]) for r in runs if "rss_before_fit_mb" in r
+                  and SIZES[r["size"]][0] <= SIZES[size][0]]
+    if not smaller or not footprints:
+        return None
+    largest = max(smaller, key=lambda r: r["items"])
+    per_pair = (largest["peak_rss_mb"] - largest["rss_before_fit_mb"]) * 2**20 / largest["items"] ** 2
+    return (max(footprints)[1] * 2**20 + per_pair * SIZES[size][2] ** 2) / 2**30
+
+
+def table(saved: dict, device: str = "cpu") -> str:
+    """The record as a Markdown table (model x size), its slopes and its failures: for benchmarks/README.md."""
+    order = {size: i for i, size in enumerate(SIZES)}
+    runs = sorted((r for r in saved["runs"] if r.get("device", "cpu") == device),
+                  key=lambda r: (MODELS.index(r["model"]), order[r["size"]]))
+    lines = ["| model | size | users x items | fit CPU s | fit unit | build CPU s | eval CPU s (all users) "
+             "| peak RSS GB |", "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        users, items = SIZES[r["size"]][1:]
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['size']} | {users:,} x {items:,} | not measured: {r['error']} | | | | |")
+            continue
+        unit = ("full fit" if r["fit_unit"] == "full fit" else
+                f"epoch ({r['timed_batches']} of {r['batches_per_epoch']:,} batches trained)")
+        build = f"{r['build_cpu_seconds']:.1f}" if "build_cpu_seconds" in r else ""
+        lines.append(f"| {r['model']} | {r['size']} | {r['users']:,} x {r['items']:,} | {r['fit_cpu_seconds']:.1f} "
+                     f"| {unit} | {build} | {r['eval_cpu_seconds']:.1f} | {r['peak_rss_mb'] / 1024:.2f} |")
+    slopes = saved.get("slopes", {})
+    lines += ["", "| model | slope: fit CPU s | slope: eval CPU s | slope: peak RSS |", "|---|---|---|---|"]
+    for model in MODELS:
+        if model in slopes:
+            s = slopes[model]
+            lines.append(f"| {model} | {s['fit_cpu_seconds']:.2f} | {s['eval_cpu_seconds']:.2f} | {s['peak_rss_mb']:.2f} |")
+    for model, limit in saved.get("item_matrix_limits", {}).items():
+        lines.append(f"\n{model}: {limit['bytes_per_item_pair']:.1f} bytes per item pair measured at {limit['measured_at']} "
+                     f"({limit['measured_items']:,} items); beside the {limit['data_mb'] / 1024:.1f} GB held before a fit at "
+                     f"{limit['data_size']}, {limit['memory_gb']:g} GB would fit about {limit['largest_items_estimated']:,} "
+                     f"items (computed, an estimate).")
+    return "\n".join(lines)
 
 
 def _rss_mb(pid: int) -> float:
@@ -274,6 +380,8 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--merge", nargs="+", type=Path, metavar="RECORD",
                         help="only merge these records' runs (written in parallel) into --record, re-plot, and exit")
+    parser.add_argument("--replot", action="store_true", help="only recompute the slopes, limits and plot from the record")
+    parser.add_argument("--table", action="store_true", help="print the record as Markdown (benchmarks/README.md) and exit")
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -281,6 +389,11 @@ def main(argv=None) -> int:
         return 0
     out = args.record
     saved = json.loads(out.read_text()) if out.is_file() else {"environment": environment(), "runs": []}
+    if args.table:
+        print(table(saved, args.device))
+        return 0
+    if args.replot:
+        args.sizes = args.models = []
     if args.merge:
         for other in args.merge:
             runs = json.loads(other.read_text())["runs"]
@@ -292,17 +405,29 @@ def main(argv=None) -> int:
         for model in args.models:
             command = [sys.executable, __file__, "--one", size, model, "--batches", str(args.batches),
                        "--eval-users", str(args.eval_users), "--cache", str(args.cache), "--device", args.device]
-            record, error = run_child(command, env, args.timeout, args.memory_limit_gb * 1024)
+            need_gb = _item_matrix_need_gb(saved["runs"], size, model, args.device)
+            if need_gb is not None and need_gb > args.memory_limit_gb:
+                record, error = None, (f"not run: its item x item matrices and the data need at least {need_gb:.1f} GB "
+                                       f"by the bytes per item pair measured at a smaller size (an estimate), over "
+                                       f"the {args.memory_limit_gb:g} GB limit per run")
+            else:
+                record, error = run_child(command, env, args.timeout, args.memory_limit_gb * 1024)
             if error is not None:
                 record = {"size": size, "model": model, "device": args.device, "error": error}
+            if out.is_file():  # runs another invocation wrote meanwhile are kept
+                saved = json.loads(out.read_text())
             saved["runs"] = [r for r in saved["runs"] if (r["size"], r["model"], r.get("device", "cpu"))
                              != (size, model, args.device)] + [record]
             saved["environment"] = environment()
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(saved, indent=1))
             print(json.dumps(record), flush=True)
+    if out.is_file() and not args.merge:
+        saved = json.loads(out.read_text())
     saved["slopes"] = plot([r for r in saved["runs"] if "error" not in r and r.get("device", "cpu") == args.device],
                            args.plot)
+    saved["item_matrix_limits"] = item_matrix_limits(saved["runs"])
+    saved["sizes"] = {name: dict(zip(("interactions", "users", "items"), shape)) for name, shape in SIZES.items()}
     out.write_text(json.dumps(saved, indent=1))
     return 0
 
