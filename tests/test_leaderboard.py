@@ -195,3 +195,16 @@ def test_the_shipped_record_names_a_run_for_every_entry():
         assert run["commit"] and run["how"] and entry["source"].startswith("shipped: ")
         assert entry["per_user"]["ndcg@10"] and len(entry["users"]) == len(entry["per_user"]["ndcg@10"])
         assert entry["provenance"]["code"] and protocol in lb.BOARD_PROTOCOLS
+
+
+def test_models_the_shipped_record_says_cannot_run_are_registered_and_say_why():
+    from genrec_lib.results import benchmark_record
+
+    record = benchmark_record(lb.SHIPPED_RECORD)
+    for dataset, models in record.get("cannot_run", {}).items():
+        for model, note in models.items():
+            assert model in MODELS and note["why"] and record["runs"][note["run"]]["commit"]
+            assert set(note["protocols"]) <= set(lb.BOARD_PROTOCOLS)
+            # a model the record says cannot run has no shipped entry on those boards
+            assert not any(e["model"] == model and e["dataset"] == dataset and e["protocol"] in note["protocols"]
+                           for e in record["entries"])
