@@ -74,8 +74,8 @@ CI_SECONDS = {
     "04_adversarial_recommenders": 57, "05_diffusion_recommenders": 60, "06_autoregressive_recommenders": 106,
     "07_semantic_id_generative_retrieval": 175, "08_flows_flow_matching": 82, "09_structured_outputs": 72,
     "10_llm_zero_shot_rankers": 231, "11_encoder_retrieval_rag": 140, "12_fine_tuning_llms": 268,
-    "12b_llm_item_representations": 86, "12c_collaborative_llm": 150, "13_conversational_recommendation": 113, "14_joint_image_text_space": 42,
-    "15_personalised_image_generation": 64, "16_evaluating_generative_recommenders": 58, "17_risks_and_harms": 144,
+    "12b_llm_item_representations": 86, "12c_collaborative_llm": 150, "13_conversational_recommendation": 113, "14_joint_image_text_space": 82,
+    "15_personalised_image_generation": 64, "16_evaluating_generative_recommenders": 65, "17_risks_and_harms": 144,
     "18_scaling_up": 10,
 }
 
