@@ -67,16 +67,16 @@ CHAPTERS = {
     "18_scaling_up": ([], [], False),
 }
 
-#: Seconds each chapter took in the book's last CI run (2 cores, assets installed), the
+#: Seconds each chapter took in the book's last CI run (2 cores, torch's default 2 threads, assets installed), the
 #: source of the minutes on each chapter's needs line. Update from a new CI run's chapter times.
 CI_SECONDS = {
-    "01_taxonomy": 1, "02_protocols_metrics_baselines": 45, "03_variational_autoencoders": 73,
-    "04_adversarial_recommenders": 57, "05_diffusion_recommenders": 60, "06_autoregressive_recommenders": 106,
-    "07_semantic_id_generative_retrieval": 175, "08_flows_flow_matching": 82, "09_structured_outputs": 72,
-    "10_llm_zero_shot_rankers": 231, "11_encoder_retrieval_rag": 140, "12_fine_tuning_llms": 268,
-    "12b_llm_item_representations": 86, "12c_collaborative_llm": 150, "13_conversational_recommendation": 113, "14_joint_image_text_space": 82,
-    "15_personalised_image_generation": 64, "16_evaluating_generative_recommenders": 65, "17_risks_and_harms": 144,
-    "18_scaling_up": 10,
+    "01_taxonomy": 1, "02_protocols_metrics_baselines": 42, "03_variational_autoencoders": 72,
+    "04_adversarial_recommenders": 67, "05_diffusion_recommenders": 62, "06_autoregressive_recommenders": 100,
+    "07_semantic_id_generative_retrieval": 162, "08_flows_flow_matching": 83, "09_structured_outputs": 71,
+    "10_llm_zero_shot_rankers": 212, "11_encoder_retrieval_rag": 131, "12_fine_tuning_llms": 331,
+    "12b_llm_item_representations": 78, "12c_collaborative_llm": 63, "13_conversational_recommendation": 114,
+    "14_joint_image_text_space": 82, "15_personalised_image_generation": 73,
+    "16_evaluating_generative_recommenders": 64, "17_risks_and_harms": 147, "18_scaling_up": 1,
 }
 
 #: Chapters whose larger settings (their parameters cell) are worth a GPU.
