@@ -14,7 +14,7 @@ image chapters, the Debian package of stamps. Anywhere else (a checkout set up w
 
 The needs line states CPU minutes on two cores (the chapter's time in the book's CI run,
 ``CI_SECONDS``, rounded up), the disk its assets take, and whether a GPU helps. After a
-change here, regenerate each chapter's ``.ipynb``: ``jupytext --to ipynb notebooks/X.md``
+change here, regenerate each chapter's ``.ipynb``: ``jupytext --update --to ipynb notebooks/X.md``
 (``--write`` does it for the chapters it changed).
 """
 
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             differ.append(name)
             if not args.check:
                 path.write_text(new)
-                subprocess.run(["jupytext", "--quiet", "--to", "ipynb", str(path)], check=True)
+                subprocess.run(["jupytext", "--quiet", "--update", "--to", "ipynb", str(path)], check=True)
     if args.check and differ:
         print("setup cells or needs lines differ from scripts/setup_cells.py's template in: " + ", ".join(differ)
               + "\n  fix: python scripts/setup_cells.py", file=sys.stderr)
