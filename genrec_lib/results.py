@@ -58,9 +58,17 @@ def _in_notebook() -> bool:
     return type(shell).__name__ == "ZMQInteractiveShell"
 
 
-def start_chapter(chapter: str) -> None:
-    """Start timing ``chapter``'s execution (call in the chapter's first code cell)."""
+def start_chapter(chapter: str, threads: int | str = "auto") -> None:
+    """Start timing ``chapter``'s execution (call in the chapter's first code cell).
+
+    Also sets torch's thread count, one per free core unless ``threads`` (or ``GENREC_THREADS``)
+    says otherwise (:func:`genrec_lib.threads.set_threads`), records it as ``chapter.threads``
+    beside the ``chapter.seconds`` that :func:`finish_chapter` records.
+    """
+    from genrec_lib.threads import set_threads
+
     _path(chapter)  # validates the name
+    record(chapter, "chapter.threads", set_threads(threads))
     _CHAPTER_STARTS[chapter] = time.perf_counter()
 
 

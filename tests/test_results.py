@@ -22,8 +22,10 @@ def test_bad_values_and_names_are_refused(tmp_path, monkeypatch):
 def test_chapter_timer_records_seconds_and_warns_over_budget(tmp_path, monkeypatch):
     import time
 
+    import torch
+
     monkeypatch.setenv("GENREC_RESULTS", str(tmp_path))
-    results.start_chapter("99_demo")
+    results.start_chapter("99_demo", threads=torch.get_num_threads())  # the test process keeps its count
     time.sleep(0.05)
     with pytest.warns(UserWarning, match="over its budget"):
         seconds = results.finish_chapter("99_demo", budget_s=0.01)
