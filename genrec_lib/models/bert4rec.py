@@ -29,6 +29,7 @@ from torch.nn import functional as F
 
 from genrec_lib.data import Split
 from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_negative, check_positive, register
+from genrec_lib.models.blocks import init_embeddings, item_embedding, shuffled_batches
 from genrec_lib.models.layers import TransformerStack
 from genrec_lib.models.sasrec import sequence_windows
 
@@ -57,14 +58,11 @@ class BERT4Rec(TrainableRecommender):
     def build(self, split: Split) -> None:
         self.n_items = split.n_items
         self.pad, self.mask = self.n_items, self.n_items + 1
-        self.E = nn.Embedding(self.n_items + 2, self.dim, padding_idx=self.pad)  # items + pad + [mask]
+        self.E = item_embedding(self.n_items, self.dim, n_special=1)  # items + pad + [mask]
         self.P = nn.Embedding(self.max_seq_len, self.dim)
         self.encoder = TransformerStack(self.dim, self.n_heads, self.n_layers, self.dropout)
         self.emb_drop = nn.Dropout(self.dropout)
-        for table in (self.E, self.P):
-            nn.init.normal_(table.weight, std=0.02)
-        with torch.no_grad():
-            self.E.weight[self.pad].zero_()
+        init_embeddings(self.E, self.P)
         inputs, _, _ = sequence_windows(split.train, self.max_seq_len, shift=0)
         self._windows = torch.from_numpy(inputs)
 
@@ -77,9 +75,8 @@ class BERT4Rec(TrainableRecommender):
 
     def training_batches(self, split: Split, generator: torch.Generator):
         windows = self._windows
-        order = torch.randperm(len(windows), generator=generator)
-        for start in range(0, len(order), self.batch_size):
-            y = windows[order[start : start + self.batch_size]]  # (B, L) the items to recover
+        for index in shuffled_batches(len(windows), self.batch_size, generator):
+            y = windows[index]  # (B, L) the items to recover
             real = y != self.pad
             masked = (torch.rand(y.shape, generator=generator) < self.mask_prob) & real
             last_only = torch.rand(len(y), generator=generator) < self.last_mask_prob

@@ -47,6 +47,7 @@ from torch import nn
 from genrec_lib.data import Interactions, Split
 from genrec_lib.data.bundles import bundle_ids
 from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_negative, check_positive, register
+from genrec_lib.models.blocks import init_embeddings, item_embedding, shuffled_batches
 from genrec_lib.models.layers import TransformerStack
 
 
@@ -103,14 +104,11 @@ class BGN(TrainableRecommender):
     def build(self, split: Split) -> None:
         I = self.n_items = split.n_items
         self.PAD, self.SEP = I, I + 1
-        self.M = nn.Embedding(I + 2, self.dim, padding_idx=self.PAD)  # items, PAD, SEP
+        self.M = item_embedding(I, self.dim, n_special=1)  # items, PAD, SEP
         self.P = nn.Embedding(self.max_seq_len + self.max_bundle, self.dim)
         self.encoder = TransformerStack(self.dim, self.n_heads, self.n_layers, self.dropout)
         self.emb_drop = nn.Dropout(self.dropout)
-        for table in (self.M, self.P):
-            nn.init.normal_(table.weight, std=0.02)
-        with torch.no_grad():
-            self.M.weight[self.PAD].zero_()
+        init_embeddings(self.M, self.P)
         H, Bd, _ = bundle_examples(split.train, self.max_seq_len, self.max_bundle, self.PAD)
         if len(H) == 0:
             raise ValueError("the training data holds no bundle (no two items of one user in one second)")
@@ -136,9 +134,7 @@ class BGN(TrainableRecommender):
 
     def training_batches(self, split: Split, generator: torch.Generator):
         H, Bd = self._examples
-        order = torch.randperm(len(H), generator=generator)
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
+        for index in shuffled_batches(len(H), self.batch_size, generator):
             b = Bd[index]
             # Shuffle each bundle (a set has no order), keeping padding at the end.
             keys = torch.rand(b.shape, generator=generator) + (b == self.PAD).float()

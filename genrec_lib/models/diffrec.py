@@ -30,24 +30,12 @@ only ratings of 4 or more; L-DiffRec (latent diffusion over item clusters) and T
 
 from __future__ import annotations
 
-import math
-
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from genrec_lib.data import Split
 from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_negative, check_positive, register
+from genrec_lib.models.blocks import StepMLP, shuffled_batches
 from genrec_lib.models.layers import SparseRows
-
-
-def step_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding of integer steps ``t`` (B,) -> (B, dim), as for Transformers' positions."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    angles = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
-    return F.pad(emb, (0, dim % 2))
 
 
 @register("diffrec")
@@ -79,14 +67,7 @@ class DiffRec(TrainableRecommender):
         self.epochs, self.patience, self.eval_every, self.seed = epochs, patience, eval_every, seed
 
     def build(self, split: Split) -> None:
-        n_items = split.n_items
-        self.step_proj = nn.Linear(self.emb_dim, self.emb_dim)
-        self.denoiser = nn.Sequential(nn.Linear(n_items + self.emb_dim, self.hidden), nn.Tanh(),
-                                      nn.Linear(self.hidden, n_items))
-        for layer in (self.step_proj, *self.denoiser):
-            if isinstance(layer, nn.Linear):
-                nn.init.xavier_normal_(layer.weight)
-                nn.init.normal_(layer.bias, std=1e-3)
+        self.denoiser = StepMLP(split.n_items, self.hidden, self.emb_dim, self.dropout)  # f_theta(x_t, t)
         # Schedule in float64 (the betas are ~1e-6): 1 - abar_t linear in t ("linear-var").
         one_minus_abar = torch.linspace(self.noise_scale * self.noise_min, self.noise_scale * self.noise_max,
                                         self.steps, dtype=torch.float64)
@@ -105,9 +86,7 @@ class DiffRec(TrainableRecommender):
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``f_theta(x_t, t)``: predicted ``x_0`` (B, I) from ``x_t`` (B, I) and steps ``t`` (B,)."""
-        h = F.dropout(x_t, p=self.dropout, training=self.training)
-        e_t = self.step_proj(step_embedding(t, self.emb_dim))  # (B, emb_dim)
-        return self.denoiser(torch.cat([h, e_t], dim=1))
+        return self.denoiser(x_t, t)
 
     def q_sample(self, x_0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Draw ``x_t ~ q(x_t | x_0)`` for per-row steps ``t``."""
@@ -115,9 +94,7 @@ class DiffRec(TrainableRecommender):
         return abar_t.sqrt() * x_0 + (1 - abar_t).sqrt() * noise
 
     def training_batches(self, split: Split, generator: torch.Generator):
-        order = torch.randperm(split.n_users, generator=generator)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        for rows in shuffled_batches(split.n_users, self.batch_size, generator):
             yield rows, torch.randint(0, self.steps, (len(rows),), generator=generator)
 
     def training_loss(self, batch) -> torch.Tensor:

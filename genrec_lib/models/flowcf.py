@@ -32,12 +32,10 @@ third of an epoch on ML-1M and more than all 943 ML-100K users).
 from __future__ import annotations
 
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from genrec_lib.data import Split
 from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_negative, check_positive, register
-from genrec_lib.models.diffrec import step_embedding
+from genrec_lib.models.blocks import StepMLP, shuffled_batches
 from genrec_lib.models.layers import SparseRows
 
 
@@ -64,14 +62,7 @@ class FlowCF(TrainableRecommender):
         self.epochs, self.patience, self.eval_every, self.seed = epochs, patience, eval_every, seed
 
     def build(self, split: Split) -> None:
-        n_items = split.n_items
-        self.step_proj = nn.Linear(self.emb_dim, self.emb_dim)
-        self.net = nn.Sequential(nn.Linear(n_items + self.emb_dim, self.hidden), nn.Tanh(),
-                                 nn.Linear(self.hidden, n_items))
-        for layer in (self.step_proj, *self.net):
-            if isinstance(layer, nn.Linear):
-                nn.init.xavier_normal_(layer.weight)
-                nn.init.normal_(layer.bias, std=1e-3)
+        self.f_theta = StepMLP(split.n_items, self.hidden, self.emb_dim, self.dropout)  # as DiffRec's denoiser
         self.X = SparseRows(split.train.csr())  # (U, I), densified per batch
         f = self.X.item_counts() / split.n_users  # (I,) behaviour-guided prior f_i = |U_i| / |U|
         self.register_buffer("f", f, persistent=False)
@@ -79,10 +70,8 @@ class FlowCF(TrainableRecommender):
 
     def predict_x1(self, X_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``f_theta(X_t, t)``: the predicted endpoint ``X1_hat`` (B, I) from ``X_t`` (B, I) and times ``t`` (B,)."""
-        h = F.dropout(X_t, p=self.dropout, training=self.training)
         # The grid times t in [0, 1] are embedded like diffusion steps, scaled to the grid index.
-        e_t = self.step_proj(step_embedding(t * self.n_steps, self.emb_dim))  # (B, emb_dim)
-        return self.net(torch.cat([h, e_t], dim=1))
+        return self.f_theta(X_t, t * self.n_steps)
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws from the behaviour-guided prior: (n, I) binary, ``X_0,i ~ Bernoulli(f_i)``."""
@@ -95,9 +84,7 @@ class FlowCF(TrainableRecommender):
         return torch.where(M_t, X_1, X_0)
 
     def training_batches(self, split: Split, generator: torch.Generator):
-        order = torch.randperm(split.n_users, generator=generator)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        for rows in shuffled_batches(split.n_users, self.batch_size, generator):
             yield rows, torch.randint(0, self.n_steps, (len(rows),), generator=generator)
 
     def training_loss(self, batch) -> torch.Tensor:

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from genrec_lib.data import Split
 from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_negative, check_positive, register
+from genrec_lib.models.blocks import init_embeddings, item_embedding, shuffled_batches
 from genrec_lib.models.sasrec import sequence_windows
 
 
@@ -45,14 +46,12 @@ class GRU4Rec(TrainableRecommender):
 
     def build(self, split: Split) -> None:
         self.n_items = split.n_items
-        self.E = nn.Embedding(self.n_items + 1, self.dim, padding_idx=self.n_items)
+        self.E = item_embedding(self.n_items, self.dim)  # items + pad
         self.gru = nn.GRU(self.dim, self.hidden, self.n_layers, batch_first=True,
                           dropout=self.dropout if self.n_layers > 1 else 0.0)
         self.W_out = nn.Linear(self.hidden, self.dim)  # maps h_t into the item-embedding space
         self.drop = nn.Dropout(self.dropout)
-        nn.init.normal_(self.E.weight, std=0.02)
-        with torch.no_grad():
-            self.E.weight[self.n_items].zero_()
+        init_embeddings(self.E)
         inputs, targets, _ = sequence_windows(split.train, self.max_seq_len, shift=1)
         self._windows = (torch.from_numpy(inputs), torch.from_numpy(targets))
 
@@ -63,9 +62,7 @@ class GRU4Rec(TrainableRecommender):
 
     def training_batches(self, split: Split, generator: torch.Generator):
         inputs, targets = self._windows
-        order = torch.randperm(len(inputs), generator=generator)
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
+        for index in shuffled_batches(len(inputs), self.batch_size, generator):
             yield inputs[index], targets[index]
 
     def training_loss(self, batch) -> torch.Tensor:

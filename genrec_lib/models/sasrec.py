@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from genrec_lib.data import Interactions, Split
 from genrec_lib.data.sampling import sample_negatives
 from genrec_lib.models.base import TrainableRecommender, UserBatch, check_non_negative, check_positive, register
+from genrec_lib.models.blocks import init_embeddings, item_embedding, shuffled_batches
 from genrec_lib.models.layers import TransformerStack
 
 LOSSES = ("ce", "bce")
@@ -88,14 +89,11 @@ class SASRec(TrainableRecommender):
 
     def build(self, split: Split) -> None:
         self.n_items = split.n_items
-        self.M = nn.Embedding(self.n_items + 1, self.dim, padding_idx=self.n_items)  # item embeddings M (+ pad)
+        self.M = item_embedding(self.n_items, self.dim)  # item embeddings M (+ pad)
         self.P = nn.Embedding(self.max_seq_len, self.dim)  # learned positional embeddings P
         self.encoder = TransformerStack(self.dim, self.n_heads, self.n_layers, self.dropout)
         self.emb_drop = nn.Dropout(self.dropout)
-        for table in (self.M, self.P):
-            nn.init.normal_(table.weight, std=0.02)
-        with torch.no_grad():
-            self.M.weight[self.n_items].zero_()
+        init_embeddings(self.M, self.P)
         inputs, targets, users = sequence_windows(split.train, self.max_seq_len, shift=1)
         self._windows = tuple(torch.from_numpy(a) for a in (inputs, targets, users))
         self._train = split.train
@@ -117,9 +115,7 @@ class SASRec(TrainableRecommender):
 
     def training_batches(self, split: Split, generator: torch.Generator):
         inputs, targets, users = self._windows
-        order = torch.randperm(len(inputs), generator=generator)
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
+        for index in shuffled_batches(len(inputs), self.batch_size, generator):
             batch = {"S": inputs[index], "y": targets[index]}
             if self.loss == "bce":  # one negative per position, unseen by the user
                 u = users[index].unsqueeze(1).expand_as(batch["y"]).reshape(-1)

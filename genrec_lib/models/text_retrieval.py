@@ -38,6 +38,7 @@ from torch.nn import functional as F
 
 from genrec_lib.data import Split, item_text
 from genrec_lib.models.base import Recommender, TrainableRecommender, UserBatch, check_positive, register
+from genrec_lib.models.blocks import shuffled_batches
 
 
 def item_text_embeddings(split_or_data, cache: bool = True) -> torch.Tensor:
@@ -177,9 +178,7 @@ class BiEncoder(TrainableRecommender):
         if self._pairs is None:  # built once per fit, reused every epoch
             self._pairs = training_pairs(split.train.sequences(), split.n_items, self.max_seq_len)
         histories, targets = self._pairs
-        order = torch.randperm(len(targets), generator=generator)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        for rows in shuffled_batches(len(targets), self.batch_size, generator):
             yield histories[rows], targets[rows]
 
     def training_loss(self, batch) -> torch.Tensor:
