@@ -76,6 +76,14 @@ def test_roc_auc_by_hand():
     assert privacy.roc_auc([2, 0], [1, 2]) == pytest.approx(1.5 / 4)
     auc, low, high = privacy.attack_auc(np.arange(50) + 0.5, np.arange(50), n_boot=200)
     assert low <= auc <= high
+    # no leak: the interval covers 0.5 and is about as wide as the AUC's standard error says (~.04 for 200 + 200);
+    # a leak: it excludes 0.5
+    rng = np.random.default_rng(0)
+    auc, low, high = privacy.attack_auc(rng.normal(0, 1, 200), rng.normal(0, 1, 200), n_boot=300)
+    assert low < 0.5 < high and 0.08 < high - low < 0.15
+    auc, low, high = privacy.attack_auc(rng.normal(0.5, 1, 200), rng.normal(0, 1, 200), n_boot=300)
+    assert 0.5 < low < auc < high
+    assert privacy.attack_auc([1.0, 1.0, 1.0], [1.0, 1.0], n_boot=50) == (0.5, 0.5, 0.5)  # all tied: finite
 
 
 def test_verbatim_rate():
@@ -240,10 +248,19 @@ def test_cohen_kappa_and_its_interval():
     assert abs(kappa) < 0.05 and observed == pytest.approx(0.4 * 0.7 + 0.6 * 0.3, abs=0.03)
     # a judge that agrees on 90% of cases beyond chance: kappa well above 0, interval around it
     c = np.where(rng.random(4000) < 0.9, a, ~a)
-    k, low, high = H.kappa_ci(c, a, n_boot=300, seed=1)
+    k, low, high = H.kappa_ci(c[:600], a[:600], n_boot=300, seed=1)  # the interval's jackknife scores each case once
     assert 0.7 < low < k < high < 0.9
+    assert 0.07 < high - low < 0.13  # kappa's standard error here is about .025: a 95% interval about .1 wide
     k0, low0, high0 = H.kappa_ci(a[:200], b[:200], n_boot=300)
     assert low0 < 0 < high0  # independent labels: the interval covers 0
+    # a judge that gives one answer to every case: kappa 0 in every resample, a finite (0, 0) interval;
+    # both constant on one label: undefined throughout
+    assert H.kappa_ci(np.zeros(16, bool), a[:16], n_boot=200) == (0.0, 0.0, 0.0)
+    assert all(np.isnan(H.kappa_ci([1, 1, 1], [1, 1, 1], n_boot=50)))
+    # 15 of 16 cases agree (kappa .86): the percentile interval stays well above 0 (BCa's would reach 0.00)
+    judge, checks = np.r_[np.ones(10), np.zeros(6)], np.r_[np.ones(11), np.zeros(5)]
+    k, low, high = H.kappa_ci(judge, checks)
+    assert 0.3 < low < k < high == 1.0
     # one constant label on both sides: kappa is undefined, not a perfect 1 or a silent 0
     assert np.isnan(H.agreement([1, 1, 1], [1, 1, 1])[1])
     with pytest.raises(ValueError, match="same non-empty"):

@@ -4,13 +4,14 @@ Every metric the evaluator reports is a mean over users, so its uncertainty come
 which users happened to be sampled. These helpers take the per-user arrays of
 :class:`~genrec_lib.evaluation.ranking.EvalResult` (``result.per_user["ndcg@10"]``):
 
-- :func:`bootstrap_ci`: a percentile bootstrap interval for one model's mean;
+- :func:`bootstrap_ci`: a bootstrap interval (BCa, ``scipy.stats.bootstrap``) for one model's mean;
 - :func:`paired_bootstrap_ci`: the same for the mean difference of two models scored on
   the same users (pairing removes the users' shared difficulty from the noise);
 - :func:`paired_test`: a paired t-test or Wilcoxon signed-rank test of that difference;
 - :func:`holm`: Holm's step-down correction when several comparisons are made at once;
 - :func:`unpaired_bootstrap_ci` and :func:`two_sample_bootstrap_ci`: a difference (or any
   statistic) of two *independent* samples, e.g. two user groups (chapter 17);
+- :func:`bootstrap_interval`: the interval behind all of these, for any statistic;
 - :func:`rank_correlation`: Kendall's tau or Spearman's rho between two orderings of the
   same models (chapter 16).
 
@@ -18,6 +19,8 @@ Used by chapters 10-17.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from scipy import stats as _stats
@@ -41,34 +44,62 @@ def _paired(a, b) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap interval of per-user ``values``.
+def bootstrap_interval(data: tuple, statistic, n_boot: int = 2000, level: float = 0.95, seed: int = 0,
+                       paired: bool = False, vectorized: bool = True, method: str = "BCa") -> tuple[float, float]:
+    """(low, high): ``scipy.stats.bootstrap``'s interval of ``statistic(*data)``, resampling
+    the users ``n_boot`` times (each sample of ``data`` on its own unless ``paired``), the
+    core of every interval here. A ``vectorized`` statistic takes ``axis`` (``np.mean``).
 
-    Users are resampled with replacement ``n_boot`` times (vectorised).
+    ``method="BCa"`` (Efron and Tibshirani 1993, ch. 14) moves the percentile interval's two
+    quantiles to correct for the bias and the skew of the bootstrap distribution;
+    ``"percentile"`` takes the plain quantiles. BCa is undefined where that distribution is
+    degenerate (every user has the same value) or holds undefined draws (``nan``, e.g. a kappa
+    of a constant resample): there the interval is the percentile interval of the defined
+    draws (``(m, m)`` for constant data).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if min(len(x) for x in data) < 2:
+        raise ValueError(f"bootstrapping needs at least 2 values in each sample, got {[len(x) for x in data]}")
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):  # 0/0 in BCa on constant data
+        warnings.simplefilter("ignore", _stats.DegenerateDataWarning)
+        result = _stats.bootstrap(data, statistic, n_resamples=n_boot, confidence_level=level, method=method,
+                                  paired=paired, vectorized=vectorized, rng=np.random.default_rng(seed),
+                                  batch=max(1, 2_000_000 // sum(len(x) for x in data)))  # memory stays small
+    low, high = result.confidence_interval
+    if np.isfinite(low) and np.isfinite(high):
+        return float(low), float(high)
+    draws = result.bootstrap_distribution[np.isfinite(result.bootstrap_distribution)]  # (<= n_boot,)
+    if len(draws) == 0:
+        return float("nan"), float("nan")
+    low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def _difference_of_means(a, b, axis=-1):
+    return a.mean(axis) - b.mean(axis)
+
+
+def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of per-user ``values`` with a BCa bootstrap interval (``scipy.stats.bootstrap``).
+
+    Users are resampled with replacement ``n_boot`` times (vectorised). Constant values
+    give ``(m, m, m)``; a single user gives ``(m, m, m)`` too (there is nothing to resample).
 
     Returns:
         ``(mean, low, high)``.
     """
     values = _as_1d(values)
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    rng = np.random.default_rng(seed)
-    # Resample in chunks so that memory stays small for many users.
-    means = np.empty(n_boot)
-    chunk = max(1, 2_000_000 // len(values))
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        idx = rng.integers(0, len(values), size=(stop - start, len(values)))
-        means[start:stop] = values[idx].mean(axis=1)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return float(values.mean()), float(low), float(high)
+    mean = float(values.mean())
+    if len(values) == 1:
+        return mean, mean, mean
+    return (mean, *bootstrap_interval((values,), np.mean, n_boot, level, seed))
 
 
 def paired_bootstrap_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """Mean difference ``a - b`` over the same users, with a bootstrap interval.
+    """Mean difference ``a - b`` over the same users, with a BCa bootstrap interval (users resampled).
 
     Returns:
         ``(mean difference, low, high)``.
@@ -117,36 +148,26 @@ def holm(pvalues) -> np.ndarray:
 
 def two_sample_bootstrap_ci(a, b, statistic, n_boot: int = 1000, level: float = 0.95,
                             seed: int = 0) -> tuple[float, float, float]:
-    """``statistic(a, b)`` of two *independent* samples, with a percentile bootstrap interval.
+    """``statistic(a, b)`` of two *independent* samples, with a BCa bootstrap interval.
 
     Each sample is resampled with replacement on its own (the samples hold different
-    users, e.g. two user groups, or members and non-members of a training set).
+    users, e.g. two user groups, or members and non-members of a training set):
+    ``scipy.stats.bootstrap`` with ``paired=False``, whose BCa acceleration jackknifes each
+    sample in turn. ``statistic`` takes two 1-D arrays and returns a number; it is called
+    once per resample (and once per left-out value for the acceleration).
 
     Returns:
         ``(statistic on the data, low, high)``.
     """
     a, b = _as_1d(a, "a"), _as_1d(b, "b")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    draws = np.array([statistic(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))])
-                      for _ in range(n_boot)])
-    alpha = (1 - level) / 2
-    low, high = np.quantile(draws, [alpha, 1 - alpha])
-    return float(statistic(a, b)), float(low), float(high)
+    return (float(statistic(a, b)), *bootstrap_interval((a, b), statistic, n_boot, level, seed, vectorized=False))
 
 
 def unpaired_bootstrap_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """Difference of means ``mean(a) - mean(b)`` of two independent groups, with a bootstrap interval."""
+    """Difference of means ``mean(a) - mean(b)`` of two independent groups, with a BCa bootstrap
+    interval (each group resampled on its own, vectorised)."""
     a, b = _as_1d(a, "a"), _as_1d(b, "b")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    means_a = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(1)
-    means_b = b[rng.integers(0, len(b), size=(n_boot, len(b)))].mean(1)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(means_a - means_b, [alpha, 1 - alpha])
-    return float(a.mean() - b.mean()), float(low), float(high)
+    return (float(a.mean() - b.mean()), *bootstrap_interval((a, b), _difference_of_means, n_boot, level, seed))
 
 
 def rank_correlation(x, y, method: str = "kendall") -> tuple[float, float]:

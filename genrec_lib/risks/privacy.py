@@ -81,7 +81,8 @@ def roc_auc(member_scores, non_member_scores) -> float:
 
 
 def attack_auc(member_scores, non_member_scores, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """Membership-inference AUC with a bootstrap interval (members and non-members resampled separately)."""
+    """Membership-inference AUC (:func:`roc_auc`) with a 95% BCa bootstrap interval (members and non-members
+    resampled separately: :func:`~genrec_lib.evaluation.stats.two_sample_bootstrap_ci`)."""
     return two_sample_bootstrap_ci(member_scores, non_member_scores, roc_auc, n_boot=n_boot, seed=seed)
 
 
