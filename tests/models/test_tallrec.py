@@ -71,6 +71,44 @@ def test_left_pad_positions_skip_padding():
     assert pos[1, -1] == 0 and pos[0].tolist() == [0, 1, 2]
 
 
+def test_shared_length_keeps_a_token_of_every_list_and_skips_short_prefixes():
+    assert lora.shared_length([[1, 2, 3, 4], [1, 2, 3, 5, 6]], min_shared=1) == 3
+    assert lora.shared_length([[1, 2, 3], [1, 2, 3, 4]], min_shared=1) == 2  # the shorter list keeps its last token
+    assert lora.shared_length([[7, 2], [1, 2]], min_shared=1) == 0
+    assert lora.shared_length([[1, 2, 3, 4], [1, 2, 3, 5]], min_shared=4) == 0  # too short to pay
+
+
+def test_shared_prefix_pass_equals_the_plain_pass_with_lora_gradients():
+    """A tiny random Llama with LoRA: logits of the rows and LoRA gradients, shared prefix or whole sequences."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    model = lora.add_lora(LlamaForCausalLM(config), r=4, alpha=8).eval()  # eval: no dropout, gradients still flow
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)  # B = 0 at the start would give A no gradient
+    shared = [3, 4, 5, 6, 7, 8]
+    rests = [[9, 10, 11], [12, 13, 14, 15], [16, 17, 18, 19, 20]]
+    lora_params = [p for p in model.parameters() if p.requires_grad]
+
+    def run(P):
+        ids, mask, positions = lora.left_pad([shared[P:] + r for r in rests], pad_id=0)
+        prefix = {"input_ids": torch.tensor([shared[:P]])} if P else None
+        logits = lora.forward_shared(model, prefix, mask, positions, input_ids=ids).logits  # (B, T, V)
+        last = logits[:, -3:]  # the last three tokens of every row, whose padding differs
+        grads = torch.autograd.grad(last.square().mean(), lora_params)
+        return last.detach(), grads
+
+    plain, plain_grads = run(0)
+    cached, cached_grads = run(len(shared))
+    assert torch.allclose(cached, plain, atol=1e-5)
+    for g, g0 in zip(cached_grads, plain_grads):
+        assert g0.abs().max() > 0 and torch.allclose(g, g0, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_lora_learns_saves_and_reloads(split, tmp_path):
     from genrec_lib.models.llm.lm import LM, load_lm

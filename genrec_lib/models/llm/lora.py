@@ -11,6 +11,10 @@ This module is the generic part shared by the fine-tuned recommenders of chapter
 (:mod:`genrec_lib.models.llm.tallrec`): the loss is the language-modelling loss on the
 answer tokens only (the prompt tokens are context, not targets), batched with left
 padding, seeded, with a tqdm bar that renders in static HTML (``tqdm.std``).
+
+The prompts of a batch start with the same chat-template tokens (system turn, start of the
+user turn). That shared prefix runs once per batch (:func:`forward_shared`) and its
+key/value cache serves every example, which is the same computation up to float rounding.
 """
 
 from __future__ import annotations
@@ -60,6 +64,47 @@ def left_pad(token_lists: list[list[int]], pad_id: int) -> tuple[torch.Tensor, t
     return ids, mask, positions
 
 
+#: A shared prefix shorter than this runs with the rest of the batch: its own forward pass would not pay.
+MIN_SHARED = 8
+
+
+def shared_length(token_lists: list[list[int]], min_shared: int = MIN_SHARED) -> int:
+    """P, the length of the longest common prefix of ``token_lists`` that leaves every list one token or more.
+
+    0 when P < ``min_shared``: the batch then runs whole (:func:`forward_shared` with no prefix).
+    """
+    first, P = token_lists[0], min(len(t) for t in token_lists) - 1
+    for tokens in token_lists[1:]:
+        P = next((j for j in range(P) if tokens[j] != first[j]), P)
+    return P if P >= min_shared else 0
+
+
+def forward_shared(model, prefix: dict | None, mask: torch.Tensor, positions: torch.Tensor, **inputs):
+    """``model(**inputs)`` on B left-padded rows that all continue the same prefix of P tokens.
+
+    The prefix runs once, batch 1 and with gradients (LoRA changes its keys and values); its
+    key/value cache is expanded to the B rows (a view: backward sums the rows' gradients) and
+    the rows run on it at positions P, P + 1, ... after their padding. This equals one pass
+    over the B whole sequences up to float rounding, at the cost of one prefix instead of B
+    (in training, the rows also share the prefix's LoRA dropout mask).
+
+    Args:
+        model: a causal LM (or its decoder stack) of transformers 5, which takes ``cache=``.
+        prefix: the model's inputs for the prefix, batch 1, e.g. ``{"input_ids": (1, P)}``;
+            ``None``: no prefix, one plain pass.
+        mask, positions: (B, T) attention mask and position ids of the rows (:func:`left_pad`).
+        inputs: the model's inputs for the rows, e.g. ``input_ids=`` (B, T).
+    """
+    if prefix is None:
+        return model(**inputs, attention_mask=mask, position_ids=positions)
+    cache = model(**prefix, use_cache=True).cache  # per layer: keys and values (1, heads, P, head_dim)
+    B, P = mask.shape[0], cache.get_seq_length()
+    for layer in cache.layers:
+        layer.keys, layer.values = layer.keys.expand(B, -1, -1, -1), layer.values.expand(B, -1, -1, -1)
+    mask = torch.cat([mask.new_ones(B, P), mask], 1)  # (B, P + T): the rows see the whole prefix
+    return model(**inputs, cache=cache, attention_mask=mask, position_ids=positions + P, use_cache=True)
+
+
 def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.05, targets=DEFAULT_TARGETS, seed: int = 2020):
     """Wrap ``model`` with fresh LoRA adapters (seeded): a ``peft.PeftModel``."""
     from peft import LoraConfig, get_peft_model
@@ -103,17 +148,15 @@ def _quiet_peft():
 
 
 def _answer_batch(tokenizer, prompts: list[str], answers: list[str]):
-    """Token ids of prompt + answer, and labels that are -100 everywhere but the answer."""
+    """The prompts' shared prefix (P ids, :func:`shared_length`) and, left-padded, the rest of each
+    prompt + answer: ids, mask, positions (B, T) and labels (B, T), -100 everywhere but the answer."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    sequences, labels = [], []
-    for prompt, answer in zip(prompts, answers):
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        a = tokenizer(answer, add_special_tokens=False)["input_ids"]
-        sequences.append(p + a)
-        labels.append([-100] * len(p) + a)
-    ids, mask, positions = left_pad(sequences, pad)
-    y, _, _ = left_pad(labels, -100)
-    return ids, mask, positions, y
+    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    answer_ids = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
+    P = shared_length(prompt_ids)  # every row keeps its last prompt token, which predicts the answer's first
+    ids, mask, positions = left_pad([p[P:] + a for p, a in zip(prompt_ids, answer_ids)], pad)
+    y, _, _ = left_pad([[-100] * (len(p) - P) + a for p, a in zip(prompt_ids, answer_ids)], -100)
+    return prompt_ids[0][:P], ids, mask, positions, y
 
 
 def train_lora(peft_model, tokenizer, prompts: list[str], answers: list[str], epochs: int = 2, batch_size: int = 8,
@@ -132,11 +175,16 @@ def train_lora(peft_model, tokenizer, prompts: list[str], answers: list[str], ep
     device = peft_model.device
 
     def loss_of(index):
-        ids, mask, positions, y = (t.to(device) for t in _answer_batch(
-            tokenizer, [prompts[i] for i in index], [answers[i] for i in index]))
-        logits = peft_model(input_ids=ids, attention_mask=mask, position_ids=positions).logits  # (B, T, V)
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), y[:, 1:].flatten(), ignore_index=-100)
-        return loss, int(mask.sum())
+        shared, ids, mask, positions, y = _answer_batch(tokenizer, [prompts[i] for i in index], [answers[i] for i in index])
+        ids, mask, positions, y = ids.to(device), mask.to(device), positions.to(device), y.to(device)
+        prefix = {"input_ids": torch.tensor([shared], device=device), "logits_to_keep": 1} if shared else None
+        # the answers fill the last columns (left padding): logits there and one column before suffice
+        T = ids.shape[1]
+        K = min(int((y >= 0).sum(1).max()) + 1, T)
+        logits = forward_shared(peft_model, prefix, mask, positions, input_ids=ids, logits_to_keep=K).logits  # (B, K, V)
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), y[:, T - K + 1:].flatten(),
+                                                 ignore_index=-100)
+        return loss, len(index) * len(shared) + int(mask.sum())
 
     params = [p for p in peft_model.parameters() if p.requires_grad]
     return optimise(peft_model, [{"params": params, "lr": learning_rate}], len(prompts), loss_of, epochs=epochs,

@@ -291,7 +291,7 @@ class P5(Recommender):
                 targets[row, T - len(items) - 1 : T - 1] = torch.as_tensor(items, device=h.device)
             keep = targets >= 0
             loss = torch.nn.functional.cross_entropy(item_tokens.logits(h[keep]), targets[keep])
-            return loss, int(mask.sum())
+            return loss, sum(len(self.prefix_) + len(items) for items in batch)
 
         lora_params = [p for p in peft_model.parameters() if p.requires_grad]
         groups = [{"params": lora_params, "lr": self.learning_rate},
@@ -300,21 +300,25 @@ class P5(Recommender):
                              batch_size=self.batch_size, seed=self.seed, progress=self.progress, desc="P5 LoRA")
 
     def _hidden(self, model, item_tokens: ItemTokens, histories) -> tuple[torch.Tensor, torch.Tensor]:
-        """Last hidden states of the prompt followed by each history's item tokens, left-padded.
+        """Last hidden states of the prompt's last token followed by each history's item tokens, left-padded.
 
+        The rest of the prompt is the same for every history: it runs once, and its key/value
+        cache is shared by the batch (:func:`~genrec_lib.models.llm.lora.forward_shared`).
         Returns (B, T, d) states, whose last column reads each whole history, and the (B, T) mask.
         """
-        from genrec_lib.models.llm.lora import left_pad
+        from genrec_lib.models.llm.lora import forward_shared, left_pad, shared_length
 
         body = (model.get_base_model() if hasattr(model, "get_base_model") else model).model  # the decoder stack
         V = self.lm.model.get_input_embeddings().weight.shape[0]
+        P = shared_length([self.prefix_])  # all but the prompt's last token, which predicts the first item
         # vocabulary ids for the prompt, V + i for item i
         ids, mask, positions = (t.to(self.lm.device) for t in left_pad(
-            [self.prefix_ + [V + int(i) for i in h] for h in histories], self.lm.pad_id))
+            [self.prefix_[P:] + [V + int(i) for i in h] for h in histories], self.lm.pad_id))
         is_item = ids >= V
         words = body.embed_tokens(ids.clamp(max=V - 1))  # (B, T, d)
         x = torch.where(is_item[..., None], item_tokens.E[(ids - V).clamp(min=0)], words)
-        h = body(inputs_embeds=x, attention_mask=mask, position_ids=positions).last_hidden_state
+        prefix = {"input_ids": torch.tensor([self.prefix_[:P]], device=self.lm.device)} if P else None
+        h = forward_shared(body, prefix, mask, positions, inputs_embeds=x).last_hidden_state
         return h, mask
 
     @property
