@@ -1,6 +1,7 @@
 """TALLRec instruction data, the LoRA loop and adapters saved in peft's format."""
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -132,3 +133,20 @@ def test_lora_learns_saves_and_reloads(split, tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before)  # the shared model is untouched
     with pytest.raises(FileNotFoundError, match="no peft adapter"):
         lora.load_adapter(copy.deepcopy(lm.model), tmp_path)
+
+
+@pytest.mark.slow
+def test_batched_scoring_equals_one_question_at_a_time(split):
+    from genrec_lib.models.llm.lm import load_lm
+
+    lm = load_lm(device="cpu")
+    users = np.unique(split.test.user)[:6]
+    held = tallrec.heldout_examples(lm, split.input("test"), split.test, n_history=3, users=users)
+    # two candidates of one user share a prefix: that group keeps the shared-cache path
+    held.append(dataclasses.replace(held[0], continuation=held[1].continuation))
+    one_by_one = np.array([tallrec.yes_no_scores(lm, e.prefix, [e.continuation])[0] for e in held])
+    batched = tallrec.score_examples(lm, held, batch_size=4)
+    assert np.abs(batched - one_by_one).max() < 1e-3, np.abs(batched - one_by_one).max()
+    assert np.ptp(one_by_one) > 0.01  # the scores differ between questions, so equality means something
+    with pytest.raises(ValueError, match="batch_size"):
+        tallrec.score_examples(lm, held, batch_size=0)

@@ -160,19 +160,54 @@ def yes_no_scores(lm, prefix: str, continuations: list[str]) -> np.ndarray:
     return (logp[:, 0] - logp[:, 1]).numpy().astype(np.float64)
 
 
-def score_examples(lm, examples: list[Example], progress: bool = False) -> np.ndarray:
-    """:func:`yes_no_scores` of every example (examples that share a prefix share its cache)."""
+def score_examples(lm, examples: list[Example], progress: bool = False, batch_size: int = 8) -> np.ndarray:
+    """:func:`yes_no_scores` of every example: (N,) log-odds of "Yes".
+
+    Examples that share a prefix (one user's candidates) share its cache; the others, one
+    question per user as in the held-out pairs, run ``batch_size`` at a time
+    (:func:`_yes_no_batch`), since one forward pass over a batch reads the weights once where
+    one pass per question reads them for each.
+    """
     import sys
 
     from tqdm.std import tqdm
 
+    check_positive(batch_size=batch_size)
     out = np.empty(len(examples))
     groups: dict[str, list[int]] = {}
     for index, example in enumerate(examples):
         groups.setdefault(example.prefix, []).append(index)
-    for prefix, index in tqdm(groups.items(), desc="scoring", disable=not progress, mininterval=2.0, file=sys.stdout):
-        out[index] = yes_no_scores(lm, prefix, [examples[i].continuation for i in index])
+    alone = [index[0] for index in groups.values() if len(index) == 1]
+    shared = [(prefix, index) for prefix, index in groups.items() if len(index) > 1]
+    with tqdm(total=len(examples), desc="scoring", disable=not progress, mininterval=2.0, file=sys.stdout) as bar:
+        for start in range(0, len(alone), batch_size):
+            index = alone[start : start + batch_size]
+            out[index] = _yes_no_batch(lm, [examples[i] for i in index])
+            bar.update(len(index))
+        for prefix, index in shared:
+            out[index] = yes_no_scores(lm, prefix, [examples[i].continuation for i in index])
+            bar.update(len(index))
     return out
+
+
+def _yes_no_batch(lm, examples: list[Example]) -> np.ndarray:
+    """log p(Yes) - log p(No) after each example's whole prompt, B prompts in one forward pass: (B,).
+
+    The prompts are tokenised as :meth:`~genrec_lib.models.llm.lm.LM.score_continuations`
+    tokenises them (prefix and continuation apart) and left-padded; their common chat-template
+    start runs once (:func:`~genrec_lib.models.llm.lora.forward_shared`). The same scores as
+    :func:`yes_no_scores` up to float rounding.
+    """
+    from genrec_lib.models.llm.lora import forward_shared, left_pad, shared_length
+
+    token_lists = [lm.encode(e.prefix) + lm.encode(e.continuation) for e in examples]
+    P = shared_length(token_lists)
+    ids, mask, positions = (t.to(lm.device) for t in left_pad([t[P:] for t in token_lists], lm.pad_id))
+    prefix = {"input_ids": torch.tensor([token_lists[0][:P]], device=lm.device), "logits_to_keep": 1} if P else None
+    with torch.no_grad():
+        logits = forward_shared(lm.model, prefix, mask, positions, input_ids=ids, logits_to_keep=1).logits  # (B, 1, V)
+    logp = torch.log_softmax(logits[:, -1].float(), -1)[:, [lm.token_id("Yes"), lm.token_id("No")]]  # (B, 2)
+    return (logp[:, 0] - logp[:, 1]).cpu().numpy().astype(np.float64)
 
 
 def auc(labels, scores) -> float:
