@@ -206,6 +206,10 @@ BANDS = {
         "ease.bytes_per_item_pair": (16, 48), "ease.largest_items": (15_000, 45_000),
         "itemknn.bytes_per_item_pair": (6, 40),
         "slope.epoch.min": (0.5, 1.5), "slope.epoch.max": (0.8, 2.5),
+        # benchmarks/threads.py: with one thread per free core no chapter may take twice its idle time beside one
+        # busy process (under 0.8 the idle run was not idle); two threads beside it must cost BPR more than one,
+        # or the benchmark did not reproduce the effect the choice exists for
+        "threads.chapter_slowdown.max": (0.8, 2.0), "threads.bpr_busy.two_over_one": (1.2, 100),
     },
     "13_conversational_recommendation": {
         "conversational.success@10": (0.50, 0.97), "history_only.success@10": (0.03, 0.45),
@@ -230,3 +234,6 @@ def test_recorded_results_are_in_band(chapter, notebooks_run, session_start):
         assert name in values, f"{chapter} did not record {name}"
         assert values[name] >= low, f"{chapter}: {name} = {values[name]:.4f} < floor {low}"
         assert values[name] <= high, f"{chapter}: {name} = {values[name]:.4f} > ceiling {high}: a leak?"
+    # every chapter's seconds come with the thread count they were measured with (start_chapter records it)
+    assert isinstance(values.get("chapter.threads"), int) and values["chapter.threads"] >= 1, \
+        f"{chapter} recorded no chapter.threads: does it call start_chapter?"
