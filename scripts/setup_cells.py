@@ -67,16 +67,17 @@ CHAPTERS = {
     "18_scaling_up": ([], [], False),
 }
 
-#: Seconds each chapter took in the book's last CI run (2 cores, torch's default 2 threads, assets installed), the
-#: source of the minutes on each chapter's needs line. Update from a new CI run's chapter times.
+#: Seconds each chapter took in the book's last CI run (2 cores; 2 torch threads, as start_chapter chose on the
+#: idle machine and recorded in chapter.threads; assets installed), the source of the minutes on each chapter's
+#: needs line. Update from a new CI run's chapter times.
 CI_SECONDS = {
-    "01_taxonomy": 1, "02_protocols_metrics_baselines": 42, "03_variational_autoencoders": 72,
-    "04_adversarial_recommenders": 67, "05_diffusion_recommenders": 62, "06_autoregressive_recommenders": 100,
-    "07_semantic_id_generative_retrieval": 162, "08_flows_flow_matching": 83, "09_structured_outputs": 71,
-    "10_llm_zero_shot_rankers": 212, "11_encoder_retrieval_rag": 131, "12_fine_tuning_llms": 331,
-    "12b_llm_item_representations": 78, "12c_collaborative_llm": 63, "13_conversational_recommendation": 114,
-    "14_joint_image_text_space": 82, "15_personalised_image_generation": 73,
-    "16_evaluating_generative_recommenders": 64, "17_risks_and_harms": 147, "18_scaling_up": 1,
+    "01_taxonomy": 1, "02_protocols_metrics_baselines": 41, "03_variational_autoencoders": 75,
+    "04_adversarial_recommenders": 60, "05_diffusion_recommenders": 64, "06_autoregressive_recommenders": 102,
+    "07_semantic_id_generative_retrieval": 160, "08_flows_flow_matching": 89, "09_structured_outputs": 79,
+    "10_llm_zero_shot_rankers": 226, "11_encoder_retrieval_rag": 131, "12_fine_tuning_llms": 230,
+    "12b_llm_item_representations": 88, "12c_collaborative_llm": 65, "13_conversational_recommendation": 112,
+    "14_joint_image_text_space": 86, "15_personalised_image_generation": 72,
+    "16_evaluating_generative_recommenders": 68, "17_risks_and_harms": 159, "18_scaling_up": 1,
 }
 
 #: Chapters whose larger settings (their parameters cell) are worth a GPU.
