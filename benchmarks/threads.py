@@ -64,7 +64,8 @@ print(json.dumps({"wall_s": round(time.perf_counter() - wall, 2), "cpu_s": round
 
 
 def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "GENREC_THREADS")}
+    """The children's environment: this process's (``main`` has removed every thread setting), this checkout first."""
+    env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
