@@ -150,3 +150,7 @@ def test_batched_scoring_equals_one_question_at_a_time(split):
     assert np.ptp(one_by_one) > 0.01  # the scores differ between questions, so equality means something
     with pytest.raises(ValueError, match="batch_size"):
         tallrec.score_examples(lm, held, batch_size=0)
+    # a prompt past the model's context is refused as on the one-at-a-time path, not silently truncated
+    too_long = dataclasses.replace(held[0], continuation=" and" * (lm.max_context + 1))
+    with pytest.raises(ValueError, match="more than .* context"):
+        tallrec.score_examples(lm, [too_long, held[2]])

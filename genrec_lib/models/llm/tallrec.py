@@ -200,7 +200,11 @@ def _yes_no_batch(lm, examples: list[Example]) -> np.ndarray:
     """
     from genrec_lib.models.llm.lora import forward_shared, left_pad, shared_length
 
-    token_lists = [lm.encode(e.prefix) + lm.encode(e.continuation) for e in examples]
+    token_lists = []
+    for e in examples:
+        prefix_ids, continuation_ids = lm.encode(e.prefix), lm.encode(e.continuation)
+        lm._check_lengths(prefix_ids, [continuation_ids])  # the clear errors score_continuations gives
+        token_lists.append(prefix_ids + continuation_ids)
     P = shared_length(token_lists)
     ids, mask, positions = (t.to(lm.device) for t in left_pad([t[P:] for t in token_lists], lm.pad_id))
     prefix = {"input_ids": torch.tensor([token_lists[0][:P]], device=lm.device), "logits_to_keep": 1} if P else None
